@@ -1,0 +1,80 @@
+//! What the host lends a plugin: the state of one plugin call (`Store` data) and one module per
+//! capability interface of the WIT world. Network capabilities ask the [`Gate`] first, on their
+//! first line; expected failures go back to the plugin as WIT errors, and only host bugs trap.
+
+pub mod http;
+pub mod imap;
+pub mod log;
+pub mod secrets;
+pub mod smtp;
+pub mod state;
+
+use std::sync::Arc;
+
+use wasmtime::component::ResourceTable;
+use wasmtime::{StoreLimits, StoreLimitsBuilder};
+use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+
+use crate::gate::Gate;
+
+/// Everything about a sender that its capability calls need, built once when the sender loads.
+#[derive(Debug, Default)]
+pub struct SenderContext {
+    /// The sender's name in the settings file (`[senders.NAME]`).
+    pub name: String,
+    pub gate: Gate,
+    /// Extra CA certificates (PEM) to trust besides the system's, from `ca_file`.
+    pub ca_pem: Option<Vec<u8>>,
+    pub state: Arc<state::StateStore>,
+}
+
+/// The data of one `Store`: one plugin call.
+pub struct HostState {
+    wasi: WasiCtx,
+    pub(crate) table: ResourceTable,
+    pub(crate) limits: StoreLimits,
+    pub(crate) sender: Arc<SenderContext>,
+    pub(crate) log: log::LogBudget,
+    /// Time this call spent waiting on host I/O, which does not count as the plugin's CPU time.
+    pub(crate) host_io: std::time::Duration,
+}
+
+impl HostState {
+    pub fn new(sender: Arc<SenderContext>, memory_limit: usize) -> Self {
+        Self {
+            // No arguments, no environment variables, no preopened folders; stdio goes nowhere.
+            wasi: WasiCtx::builder().build(),
+            table: ResourceTable::new(),
+            limits: StoreLimitsBuilder::new()
+                .memory_size(memory_limit)
+                .instances(4)
+                .tables(20)
+                .memories(4)
+                .build(),
+            sender,
+            log: log::LogBudget::default(),
+            host_io: std::time::Duration::ZERO,
+        }
+    }
+
+    pub(crate) fn wasi_ctx(&mut self) -> &mut WasiCtx {
+        &mut self.wasi
+    }
+}
+
+impl WasiView for HostState {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
+    }
+}
+
+impl wasmtime_wasi_io::IoView for HostState {
+    fn table(&mut self) -> &mut ResourceTable {
+        &mut self.table
+    }
+}
+
+impl crate::wit::types::Host for HostState {}

@@ -1,0 +1,405 @@
+//! The `smtp` interface: SMTP submission done by the host with lettre's async client (tokio,
+//! rustls). The plugin composes the message and the envelope; this module connects, secures,
+//! authenticates and transfers it, and maps every outcome to a `send-error` that says what to
+//! do next.
+//!
+//! | step | rule |
+//! |---|---|
+//! | connect | the gate first; then TCP with a time limit |
+//! | TLS | `implicit-tls`: from the first byte; `starttls`: required, no plaintext fallback |
+//! | AUTH | PLAIN or LOGIN, and only over an encrypted connection |
+//! | RCPT | each recipient on its own: refusals are reported per recipient |
+//! | replies | 4xx → `temporary`, 5xx → `rejected` (`auth-failed` for AUTH and 530) |
+//!
+//! Certificates are always verified: the system's roots (which honour `SSL_CERT_FILE`) plus the
+//! sender's `ca_file`. This module never logs or formats a password.
+
+use std::error::Error as _;
+use std::future::Future;
+use std::time::Duration;
+
+use lettre::Address;
+use lettre::transport::smtp::Error as SmtpError;
+use lettre::transport::smtp::authentication::{Credentials as SmtpCredentials, Mechanism};
+use lettre::transport::smtp::client::{AsyncSmtpConnection, Certificate, TlsParameters};
+use lettre::transport::smtp::commands::{Data, Mail, Rcpt};
+use lettre::transport::smtp::extension::{ClientId, Extension, MailBodyParameter, MailParameter};
+use lettre::transport::smtp::response::Response;
+
+use super::secrets::secret_value;
+use super::{HostState, SenderContext};
+use crate::secret::Secret;
+use crate::wit::smtp::{Envelope, Host, SendReport};
+use crate::wit::types::{
+    Credentials, Endpoint, RefusedRecipient, SendError, TemporaryFailure, TlsMode,
+};
+
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
+const COMMAND_TIMEOUT: Duration = Duration::from_secs(60);
+/// Transferring the message: a 30 MB scan over a slow uplink takes a while.
+const DATA_TIMEOUT: Duration = Duration::from_secs(600);
+
+impl Host for HostState {
+    async fn send(
+        &mut self,
+        endpoint: Endpoint,
+        credentials: Option<Credentials>,
+        envelope: Envelope,
+        raw_message: Vec<u8>,
+    ) -> wasmtime::Result<Result<SendReport, SendError>> {
+        if let Err(denied) = self
+            .sender
+            .gate
+            .check("smtp", &endpoint.host, endpoint.port)
+        {
+            return Ok(Err(SendError::Denied(denied.to_string())));
+        }
+        let login = login(self, credentials)?;
+        let started = std::time::Instant::now();
+        let result = send(
+            &self.sender,
+            &endpoint,
+            login.as_ref(),
+            &envelope,
+            &raw_message,
+        )
+        .await;
+        self.host_io += started.elapsed();
+        Ok(result)
+    }
+
+    async fn verify(
+        &mut self,
+        endpoint: Endpoint,
+        credentials: Option<Credentials>,
+    ) -> wasmtime::Result<Result<String, SendError>> {
+        if let Err(denied) = self
+            .sender
+            .gate
+            .check("smtp", &endpoint.host, endpoint.port)
+        {
+            return Ok(Err(SendError::Denied(denied.to_string())));
+        }
+        let login = login(self, credentials)?;
+        let started = std::time::Instant::now();
+        let result = verify(&self.sender, &endpoint, login.as_ref()).await;
+        self.host_io += started.elapsed();
+        Ok(result)
+    }
+}
+
+fn login(
+    state: &HostState,
+    credentials: Option<Credentials>,
+) -> wasmtime::Result<Option<(String, Secret)>> {
+    credentials
+        .map(|c| Ok((c.username, secret_value(state, &c.password)?)))
+        .transpose()
+}
+
+/// The protocol step an error happened in; it decides how a reply is read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Stage {
+    Connect,
+    Tls,
+    Auth,
+    Mail,
+    Data,
+}
+
+impl Stage {
+    fn doing(self) -> &'static str {
+        match self {
+            Stage::Connect => "connecting to",
+            Stage::Tls => "securing the connection to",
+            Stage::Auth => "authenticating with",
+            Stage::Mail => "starting the transaction with",
+            Stage::Data => "transferring the message to",
+        }
+    }
+}
+
+fn temporary(reason: String) -> SendError {
+    SendError::Temporary(TemporaryFailure {
+        reason,
+        retry_after_secs: None,
+    })
+}
+
+/// The error's text with its causes, e.g. "Connection error: Connection refused (os error 111)".
+fn describe(e: &SmtpError) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(cause) = source {
+        let line = cause.to_string();
+        if !text.contains(&line) {
+            text.push_str(": ");
+            text.push_str(&line);
+        }
+        source = cause.source();
+    }
+    text
+}
+
+fn map_error(stage: Stage, endpoint: &Endpoint, e: &SmtpError) -> SendError {
+    let at = format!("{}:{}", endpoint.host, endpoint.port);
+    let what = describe(e);
+    if e.is_timeout() {
+        return temporary(format!("timed out {} {at}: {what}", stage.doing()));
+    }
+    if e.is_tls() || stage == Stage::Tls {
+        return SendError::InvalidSettings(format!(
+            "TLS with {at} failed: {what}; if the server's certificate comes from a private CA, \
+             trust it with ca_file"
+        ));
+    }
+    if let Some(code) = e.status() {
+        let code = code.to_string();
+        if code == "530" || (stage == Stage::Auth && e.is_permanent()) {
+            return SendError::AuthFailed(format!("{at} refused the login: {what}"));
+        }
+        if e.is_transient() {
+            return temporary(format!("{at} answered {what}"));
+        }
+        return SendError::Rejected(format!("{at} answered {what}"));
+    }
+    if e.is_client() {
+        if stage == Stage::Auth {
+            return SendError::InvalidSettings(format!(
+                "{at} offers no login method scan2x-mail supports (PLAIN, LOGIN): {what}"
+            ));
+        }
+        return SendError::InvalidMessage(format!("{at}: {what}"));
+    }
+    temporary(format!("failed {} {at}: {what}", stage.doing()))
+}
+
+async fn step<T>(
+    stage: Stage,
+    endpoint: &Endpoint,
+    limit: Duration,
+    work: impl Future<Output = Result<T, SmtpError>>,
+) -> Result<T, SendError> {
+    match tokio::time::timeout(limit, work).await {
+        Ok(Ok(value)) => Ok(value),
+        Ok(Err(e)) => Err(map_error(stage, endpoint, &e)),
+        Err(_) => Err(temporary(format!(
+            "timed out after {} s {} {}:{}",
+            limit.as_secs(),
+            stage.doing(),
+            endpoint.host,
+            endpoint.port
+        ))),
+    }
+}
+
+fn tls_parameters(ctx: &SenderContext, endpoint: &Endpoint) -> Result<TlsParameters, SendError> {
+    let mut builder = TlsParameters::builder(endpoint.host.clone());
+    if let Some(pem) = &ctx.ca_pem {
+        let cert = Certificate::from_pem(pem).map_err(|e| {
+            SendError::InvalidSettings(format!("ca_file is not a PEM certificate: {e}"))
+        })?;
+        builder = builder.add_root_certificate(cert);
+    }
+    builder
+        .build_rustls()
+        .map_err(|e| SendError::InvalidSettings(format!("TLS set-up failed: {e}")))
+}
+
+/// Connects, secures and authenticates as the endpoint and credentials say.
+async fn connect(
+    ctx: &SenderContext,
+    endpoint: &Endpoint,
+    login: Option<&(String, Secret)>,
+) -> Result<AsyncSmtpConnection, SendError> {
+    let at = format!("{}:{}", endpoint.host, endpoint.port);
+    let hello = ClientId::default();
+    let implicit = match endpoint.tls {
+        TlsMode::ImplicitTls => Some(tls_parameters(ctx, endpoint)?),
+        _ => None,
+    };
+    let mut conn = step(
+        Stage::Connect,
+        endpoint,
+        CONNECT_TIMEOUT,
+        AsyncSmtpConnection::connect_tokio1(
+            (endpoint.host.as_str(), endpoint.port),
+            Some(CONNECT_TIMEOUT),
+            &hello,
+            implicit,
+            None,
+        ),
+    )
+    .await?;
+    if endpoint.tls == TlsMode::Starttls {
+        if !conn.can_starttls() {
+            conn.abort().await;
+            return Err(SendError::InvalidSettings(format!(
+                "{at} does not offer STARTTLS, which enable_ssl requires on this port; nothing was \
+                 sent. Use port 465 for TLS from the first byte, or have the server offer STARTTLS"
+            )));
+        }
+        let tls = tls_parameters(ctx, endpoint)?;
+        if let Err(e) = step(
+            Stage::Tls,
+            endpoint,
+            COMMAND_TIMEOUT,
+            conn.starttls(tls, &hello),
+        )
+        .await
+        {
+            conn.abort().await;
+            return Err(e);
+        }
+    }
+    if let Some((username, password)) = login {
+        if !conn.is_encrypted() {
+            conn.abort().await;
+            return Err(SendError::InvalidSettings(
+                "credentials are never sent over plaintext: turn on enable_ssl, or remove username and password"
+                    .into(),
+            ));
+        }
+        let credentials = SmtpCredentials::new(username.clone(), password.expose().to_string());
+        let auth = conn.auth(&[Mechanism::Plain, Mechanism::Login], &credentials);
+        if let Err(e) = step(Stage::Auth, endpoint, COMMAND_TIMEOUT, auth).await {
+            conn.abort().await;
+            return Err(e);
+        }
+    }
+    Ok(conn)
+}
+
+fn reply_text(response: &Response) -> String {
+    let lines: Vec<&str> = response.message().collect();
+    format!("{} {}", response.code(), lines.join(" "))
+}
+
+async fn verify(
+    ctx: &SenderContext,
+    endpoint: &Endpoint,
+    login: Option<&(String, Secret)>,
+) -> Result<String, SendError> {
+    let mut conn = connect(ctx, endpoint, login).await?;
+    let server = conn.server_info().name().to_string();
+    let tls = if conn.is_encrypted() { "TLS" } else { "no TLS" };
+    let auth = if login.is_some() {
+        "login accepted"
+    } else {
+        "no login"
+    };
+    let _ = tokio::time::timeout(COMMAND_TIMEOUT, conn.quit()).await;
+    Ok(format!(
+        "{}:{}: connected ({server}), {tls}, {auth}; no mail sent",
+        endpoint.host, endpoint.port
+    ))
+}
+
+fn parse_address(text: &str) -> Result<Address, SendError> {
+    text.parse::<Address>()
+        .map_err(|e| SendError::InvalidMessage(format!("{text:?} is not a valid address: {e}")))
+}
+
+async fn send(
+    ctx: &SenderContext,
+    endpoint: &Endpoint,
+    login: Option<&(String, Secret)>,
+    envelope: &Envelope,
+    raw: &[u8],
+) -> Result<SendReport, SendError> {
+    let from = parse_address(&envelope.mail_from)?;
+    let recipients = envelope
+        .rcpt_to
+        .iter()
+        .map(|r| parse_address(r).map(|a| (r.clone(), a)))
+        .collect::<Result<Vec<_>, _>>()?;
+    if recipients.is_empty() {
+        return Err(SendError::InvalidMessage(
+            "the envelope has no recipients".into(),
+        ));
+    }
+    let mut conn = connect(ctx, endpoint, login).await?;
+    let result = transfer(&mut conn, endpoint, from, &recipients, raw).await;
+    match &result {
+        Ok(_) => {
+            let _ = tokio::time::timeout(COMMAND_TIMEOUT, conn.quit()).await;
+        }
+        Err(_) => conn.abort().await,
+    }
+    result
+}
+
+async fn transfer(
+    conn: &mut AsyncSmtpConnection,
+    endpoint: &Endpoint,
+    from: Address,
+    recipients: &[(String, Address)],
+    raw: &[u8],
+) -> Result<SendReport, SendError> {
+    let info = conn.server_info();
+    let mut parameters = Vec::new();
+    let non_ascii_address = !AsRef::<str>::as_ref(&from).is_ascii()
+        || recipients.iter().any(|(text, _)| !text.is_ascii());
+    if non_ascii_address {
+        if !info.supports_feature(Extension::SmtpUtfEight) {
+            return Err(SendError::InvalidMessage(format!(
+                "{}:{} does not accept non-ASCII addresses (no SMTPUTF8)",
+                endpoint.host, endpoint.port
+            )));
+        }
+        parameters.push(MailParameter::SmtpUtfEight);
+    }
+    if !raw.is_ascii() && info.supports_feature(Extension::EightBitMime) {
+        parameters.push(MailParameter::Body(MailBodyParameter::EightBitMime));
+    }
+    step(
+        Stage::Mail,
+        endpoint,
+        COMMAND_TIMEOUT,
+        conn.command(Mail::new(Some(from), parameters)),
+    )
+    .await?;
+
+    let mut accepted = Vec::new();
+    let mut refused = Vec::new();
+    let mut any_temporary = false;
+    for (text, address) in recipients {
+        let rcpt = conn.command(Rcpt::new(address.clone(), vec![]));
+        match tokio::time::timeout(COMMAND_TIMEOUT, rcpt).await {
+            Ok(Ok(_)) => accepted.push(text.clone()),
+            Ok(Err(e)) if e.status().is_some() => {
+                any_temporary |= e.is_transient();
+                refused.push(RefusedRecipient {
+                    address: text.clone(),
+                    reason: describe(&e),
+                });
+            }
+            Ok(Err(e)) => return Err(map_error(Stage::Mail, endpoint, &e)),
+            Err(_) => {
+                return Err(temporary(format!(
+                    "timed out waiting for {}:{} to answer RCPT",
+                    endpoint.host, endpoint.port
+                )));
+            }
+        }
+    }
+    if accepted.is_empty() {
+        let reasons: Vec<String> = refused
+            .iter()
+            .map(|r| format!("{}: {}", r.address, r.reason))
+            .collect();
+        let reason = format!("every recipient was refused: {}", reasons.join("; "));
+        return Err(if any_temporary {
+            temporary(reason)
+        } else {
+            SendError::Rejected(reason)
+        });
+    }
+    step(Stage::Data, endpoint, COMMAND_TIMEOUT, conn.command(Data)).await?;
+    let reply = step(Stage::Data, endpoint, DATA_TIMEOUT, conn.message(raw)).await?;
+    Ok(SendReport {
+        accepted,
+        refused,
+        reply: reply_text(&reply),
+    })
+}

@@ -1,0 +1,27 @@
+//! scan2x-mail: the mail subsystem of the scan2x document-scanning product.
+//!
+//! Scans, saved-scan copies, login PINs and queue notifications leave the product as email
+//! through *senders* configured in a settings file. Each sender runs a *plugin*: a sandboxed
+//! WebAssembly component (`wit/`) that composes the message and reaches the network only through
+//! the host's capabilities, each checked by the [`gate`].
+//!
+//! | module | what it holds |
+//! |---|---|
+//! | [`settings`] | the settings file: senders, host-owned keys, secrets, errors with lines |
+//! | [`runtime`] | the wasmtime engine, the precompiled cache, loading plugins, calls with limits |
+//! | [`capability`] | what the host lends plugins: `smtp`, `imap`, `http`, `log`, `state`, `secrets` |
+//! | [`gate`] | the one check every network capability makes |
+//! | [`router`] | which sender carries an email, and why |
+//! | [`message`] | building a message from files and addresses |
+//! | [`outcome`] | failure kinds and the exit codes they map to |
+
+pub mod capability;
+pub mod cli;
+pub mod gate;
+pub mod message;
+pub mod outcome;
+pub mod router;
+pub mod runtime;
+pub mod secret;
+pub mod settings;
+pub mod wit;

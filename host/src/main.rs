@@ -1,0 +1,569 @@
+//! The `scan2x-mail` binary: parses the command line, runs the command, prints the result and
+//! exits with the code of its outcome (see `outcome`). Everything printed passes through the
+//! redactor, so no secret value reaches the terminal even if a server echoed it.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use clap::Parser;
+use serde_json::{Value, json};
+
+use scan2x_mail::cli::{Cli, Command, SendArgs};
+use scan2x_mail::message::{event_name, new_message_id, parse_mailbox, read_attachment};
+use scan2x_mail::outcome::{Failure, FailureKind};
+use scan2x_mail::router::{self, Candidate};
+use scan2x_mail::runtime::{Limits, Plugin, Runtime, Sender, cache};
+use scan2x_mail::secret::Redactor;
+use scan2x_mail::settings::{PluginRef, ResolvedValue, Settings, SettingsErrors};
+use scan2x_mail::wit::WIT_VERSION;
+use scan2x_mail::wit::types::{EventKind, Message, SettingDefault, SettingKind};
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging(cli.verbose);
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::from(FailureKind::Internal.exit_code());
+        }
+    };
+    let mut app = App {
+        redactor: Redactor::default(),
+        json: matches!(
+            &cli.command,
+            Command::Plugins { json: true }
+                | Command::Check { json: true }
+                | Command::Test { json: true, .. }
+        ) || matches!(&cli.command, Command::Send(a) if a.json),
+    };
+    match runtime.block_on(app.run(cli)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(failure) => {
+            app.report(&failure);
+            ExitCode::from(failure.kind.exit_code())
+        }
+    }
+}
+
+fn init_logging(verbose: u8) {
+    use tracing_subscriber::EnvFilter;
+    let filter = match std::env::var("SCAN2X_MAIL_LOG") {
+        Ok(filter) if !filter.is_empty() => EnvFilter::new(filter),
+        _ => {
+            let level = match verbose {
+                0 => "warn",
+                1 => "info",
+                2 => "debug",
+                _ => "trace",
+            };
+            EnvFilter::new(format!("warn,scan2x_mail={level},plugin={level}"))
+        }
+    };
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .without_time()
+        .init();
+}
+
+struct App {
+    redactor: Redactor,
+    json: bool,
+}
+
+impl App {
+    fn report(&self, failure: &Failure) {
+        let message = self.redactor.redact(&failure.message);
+        if self.json {
+            let mut error = json!({ "kind": failure.kind.as_str(), "message": message });
+            if let Some(secs) = failure.retry_after_secs {
+                error["retry_after_secs"] = json!(secs);
+            }
+            self.print_json(&json!({ "error": error }));
+        } else {
+            for line in message.lines() {
+                eprintln!("error: {line}");
+            }
+        }
+    }
+
+    fn print(&self, text: &str) {
+        println!("{}", self.redactor.redact(text));
+    }
+
+    fn print_json(&self, value: &Value) {
+        let text = serde_json::to_string_pretty(value).expect("JSON of plain values");
+        println!("{}", self.redactor.redact(&text));
+    }
+
+    async fn run(&mut self, cli: Cli) -> Result<(), Failure> {
+        let cache_dir = cli
+            .cache_dir
+            .clone()
+            .or_else(|| {
+                std::env::var_os("SCAN2X_MAIL_CACHE_DIR")
+                    .filter(|v| !v.is_empty())
+                    .map(PathBuf::from)
+            })
+            .or_else(cache::default_dir);
+        let runtime = Runtime::new(cache_dir, Limits::default()).map_err(|e| {
+            Failure::new(
+                FailureKind::Internal,
+                format!("cannot start the plugin runtime: {e:#}"),
+            )
+        })?;
+        let (config, explicit) = match (&cli.config, std::env::var_os("SCAN2X_MAIL_CONFIG")) {
+            (Some(path), _) => (path.clone(), true),
+            (None, Some(path)) if !path.is_empty() => (PathBuf::from(path), true),
+            _ => (PathBuf::from("scan2x-mail.toml"), false),
+        };
+        match cli.command {
+            Command::Plugins { json } => self.plugins(&runtime, &config, explicit, json).await,
+            Command::Check { json } => self.check(&runtime, &config, json).await,
+            Command::Test { sender, json } => {
+                self.test(&runtime, &config, sender.as_deref(), json).await
+            }
+            Command::Send(args) => self.send(&runtime, &config, args).await,
+        }
+    }
+
+    /// Loads the settings file, every plugin it names, and makes every sender; all problems at
+    /// once, as one settings failure.
+    async fn senders(
+        &mut self,
+        runtime: &Runtime,
+        config: &std::path::Path,
+    ) -> Result<Vec<Sender>, Failure> {
+        let settings = Settings::load(config).map_err(settings_failure)?;
+        let mut plugins: BTreeMap<(PluginRef, Option<String>), Result<Arc<Plugin>, String>> =
+            BTreeMap::new();
+        for s in &settings.senders {
+            let key = (s.plugin.clone(), s.sha256.clone());
+            if !plugins.contains_key(&key) {
+                let loaded = runtime.load(&s.plugin, s.sha256.as_deref()).await;
+                plugins.insert(key, loaded.map(Arc::new).map_err(|e| e.to_string()));
+            }
+        }
+        let mut errors = Vec::new();
+        let mut senders = Vec::new();
+        for s in &settings.senders {
+            match &plugins[&(s.plugin.clone(), s.sha256.clone())] {
+                Ok(plugin) => match runtime.sender(s, plugin.clone()) {
+                    Ok(sender) => {
+                        for setting in &sender.resolved {
+                            if let ResolvedValue::Secret(secret) = &setting.value {
+                                self.redactor.add(secret);
+                            }
+                        }
+                        senders.push(sender);
+                    }
+                    Err(e) => errors.extend(e.0),
+                },
+                Err(e) => errors.push(s.whole_error("plugin", e.clone())),
+            }
+        }
+        if errors.is_empty() {
+            Ok(senders)
+        } else {
+            Err(settings_failure(SettingsErrors(errors)))
+        }
+    }
+
+    async fn plugins(
+        &mut self,
+        runtime: &Runtime,
+        config: &std::path::Path,
+        explicit: bool,
+        json: bool,
+    ) -> Result<(), Failure> {
+        let mut references: Vec<(PluginRef, Option<String>)> = Runtime::builtin_ids()
+            .map(|id| (PluginRef::Builtin(id.to_string()), None))
+            .collect();
+        if explicit || config.exists() {
+            let settings = Settings::load(config).map_err(settings_failure)?;
+            for s in &settings.senders {
+                let key = (s.plugin.clone(), s.sha256.clone());
+                if !references.iter().any(|(r, _)| *r == key.0) {
+                    references.push(key);
+                }
+            }
+        }
+        let mut loaded = Vec::new();
+        for (reference, pin) in &references {
+            let plugin = runtime.load(reference, pin.as_deref()).await.map_err(|e| {
+                let kind = match reference {
+                    PluginRef::Builtin(_) => FailureKind::Internal,
+                    PluginRef::File(_) => FailureKind::InvalidSettings,
+                };
+                Failure::new(kind, e.to_string())
+            })?;
+            loaded.push(plugin);
+        }
+        if json {
+            let list: Vec<Value> = loaded.iter().map(plugin_json).collect();
+            self.print_json(&Value::Array(list));
+        } else {
+            for (i, plugin) in loaded.iter().enumerate() {
+                if i > 0 {
+                    self.print("");
+                }
+                self.print(&plugin_text(plugin));
+            }
+        }
+        Ok(())
+    }
+
+    async fn check(
+        &mut self,
+        runtime: &Runtime,
+        config: &std::path::Path,
+        json: bool,
+    ) -> Result<(), Failure> {
+        let senders = self.senders(runtime, config).await?;
+        if json {
+            let list: Vec<Value> = senders
+                .iter()
+                .map(|s| {
+                    json!({
+                        "name": s.settings.name,
+                        "plugin": s.plugin.info.id,
+                        "preferred": s.settings.preferred,
+                        "allow_job_source": s.settings.allow_job_source,
+                        "allow_job_recipients": s.settings.allow_job_recipients,
+                        "grants": s.context.gate.grants().iter().map(ToString::to_string).collect::<Vec<_>>(),
+                    })
+                })
+                .collect();
+            self.print_json(
+                &json!({ "file": config.display().to_string(), "ok": true, "senders": list }),
+            );
+        } else {
+            self.print(&format!("{}: settings are valid", config.display()));
+            for s in &senders {
+                let grants: Vec<String> = s
+                    .context
+                    .gate
+                    .grants()
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect();
+                let mut options = Vec::new();
+                for (on, name) in [
+                    (s.settings.preferred, "preferred"),
+                    (s.settings.allow_job_source, "allow_job_source"),
+                    (s.settings.allow_job_recipients, "allow_job_recipients"),
+                ] {
+                    if on {
+                        options.push(name);
+                    }
+                }
+                self.print(&format!(
+                    "  {} ({}){}: may reach {}",
+                    s.settings.name,
+                    s.plugin.info.id,
+                    if options.is_empty() {
+                        String::new()
+                    } else {
+                        format!(" [{}]", options.join(", "))
+                    },
+                    if grants.is_empty() {
+                        "nothing".into()
+                    } else {
+                        grants.join(", ")
+                    }
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    async fn test(
+        &mut self,
+        runtime: &Runtime,
+        config: &std::path::Path,
+        name: Option<&str>,
+        json: bool,
+    ) -> Result<(), Failure> {
+        let senders = self.senders(runtime, config).await?;
+        let sender = match name {
+            Some(name) => senders
+                .iter()
+                .find(|s| s.settings.name == name)
+                .ok_or_else(|| {
+                    let names: Vec<&str> =
+                        senders.iter().map(|s| s.settings.name.as_str()).collect();
+                    Failure::new(
+                        FailureKind::Usage,
+                        format!(
+                            "no sender named '{name}'; the settings file has: {}",
+                            names.join(", ")
+                        ),
+                    )
+                })?,
+            None if senders.len() == 1 => &senders[0],
+            None => {
+                let names: Vec<&str> = senders.iter().map(|s| s.settings.name.as_str()).collect();
+                return Err(Failure::new(
+                    FailureKind::Usage,
+                    format!("say which sender to test: {}", names.join(", ")),
+                ));
+            }
+        };
+        let line = runtime.verify(sender).await.map_err(Failure::from)?;
+        if json {
+            self.print_json(&json!({ "sender": sender.settings.name, "plugin": sender.plugin.info.id, "ok": true, "detail": line }));
+        } else {
+            self.print(&format!(
+                "sender '{}' ({}): OK: {line}",
+                sender.settings.name, sender.plugin.info.id
+            ));
+        }
+        Ok(())
+    }
+
+    async fn send(
+        &mut self,
+        runtime: &Runtime,
+        config: &std::path::Path,
+        args: SendArgs,
+    ) -> Result<(), Failure> {
+        let message = build_message(&args)?;
+        let senders = self.senders(runtime, config).await?;
+        let candidates: Vec<Candidate<'_>> = senders
+            .iter()
+            .map(|s| Candidate {
+                name: &s.settings.name,
+                plugin_id: &s.plugin.info.id,
+                preferred: s.settings.preferred,
+                events: &s.plugin.info.events,
+            })
+            .collect();
+        let decision = router::choose(&candidates, message.event, args.sender.as_deref())?;
+        let sender = senders
+            .iter()
+            .find(|s| s.settings.name == decision.chosen)
+            .expect("the router chooses among the senders");
+        let why = decision
+            .verdicts
+            .iter()
+            .find(|v| v.sender == decision.chosen)
+            .map(|v| v.reason.clone())
+            .unwrap_or_default();
+        tracing::info!("sending through '{}' ({why})", sender.settings.name);
+        let result = runtime.send(sender, &message).await;
+        let receipt = match result {
+            Ok(receipt) => receipt,
+            Err(e) => {
+                let mut failure = Failure::from(e);
+                failure.message = format!(
+                    "sender '{}' ({}): {}",
+                    sender.settings.name, sender.plugin.info.id, failure.message
+                );
+                if args.json {
+                    let mut error = json!({ "kind": failure.kind.as_str(), "message": self.redactor.redact(&failure.message) });
+                    if let Some(secs) = failure.retry_after_secs {
+                        error["retry_after_secs"] = json!(secs);
+                    }
+                    self.print_json(&json!({
+                        "sender": sender.settings.name,
+                        "plugin": sender.plugin.info.id,
+                        "message_id": message.message_id,
+                        "error": error,
+                    }));
+                    self.json = false;
+                    // Printed already; keep stderr to one line.
+                    failure.message =
+                        format!("{} ({})", failure.kind.as_str(), sender.settings.name);
+                }
+                return Err(failure);
+            }
+        };
+        if args.json {
+            self.print_json(&json!({
+                "sender": sender.settings.name,
+                "plugin": sender.plugin.info.id,
+                "event": event_name(message.event),
+                "message_id": message.message_id,
+                "receipt": {
+                    "provider_id": receipt.provider_id,
+                    "accepted": receipt.accepted,
+                    "refused": receipt.refused.iter().map(|r| json!({ "address": r.address, "reason": r.reason })).collect::<Vec<_>>(),
+                    "detail": receipt.detail,
+                },
+            }));
+        } else {
+            self.print(&format!(
+                "sent through '{}' ({}; {why})",
+                sender.settings.name, sender.plugin.info.id
+            ));
+            self.print(&format!("  message-id: <{}>", message.message_id));
+            if let Some(id) = &receipt.provider_id {
+                self.print(&format!("  provider id: {id}"));
+            }
+            self.print(&format!("  accepted: {}", receipt.accepted.join(", ")));
+            for r in &receipt.refused {
+                self.print(&format!("  refused: {} ({})", r.address, r.reason));
+            }
+            self.print(&format!("  server: {}", receipt.detail));
+        }
+        Ok(())
+    }
+}
+
+fn settings_failure(errors: SettingsErrors) -> Failure {
+    Failure::new(FailureKind::InvalidSettings, errors.to_string())
+}
+
+fn build_message(args: &SendArgs) -> Result<Message, Failure> {
+    let list = |items: &[String]| {
+        items
+            .iter()
+            .map(|a| parse_mailbox(a))
+            .collect::<Result<Vec<_>, _>>()
+    };
+    let read = |path: &PathBuf| {
+        std::fs::read_to_string(path).map_err(|e| {
+            Failure::new(
+                FailureKind::InvalidMessage,
+                format!("cannot read {}: {e}", path.display()),
+            )
+        })
+    };
+    let text_body = match (&args.text, &args.text_file) {
+        (Some(text), _) => Some(text.clone()),
+        (None, Some(path)) => Some(read(path)?),
+        (None, None) => None,
+    };
+    let html_body = args.html_file.as_ref().map(read).transpose()?;
+    let attachments = args
+        .attach
+        .iter()
+        .map(|p| read_attachment(p))
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(Message {
+        event: EventKind::from(args.event),
+        message_id: new_message_id(),
+        from: args.from.as_deref().map(parse_mailbox).transpose()?,
+        to: list(&args.to)?,
+        cc: list(&args.cc)?,
+        bcc: list(&args.bcc)?,
+        reply_to: list(&args.reply_to)?,
+        subject: args.subject.clone(),
+        text_body,
+        html_body,
+        attachments,
+    })
+}
+
+fn kind_name(kind: SettingKind) -> &'static str {
+    match kind {
+        SettingKind::Text => "text",
+        SettingKind::Integer => "integer",
+        SettingKind::Boolean => "boolean",
+        SettingKind::Secret => "secret",
+    }
+}
+
+fn default_text(default: &Option<SettingDefault>) -> String {
+    match default {
+        Some(SettingDefault::Text(t)) => format!("{t:?}"),
+        Some(SettingDefault::Integer(i)) => i.to_string(),
+        Some(SettingDefault::Boolean(b)) => b.to_string(),
+        None => "-".into(),
+    }
+}
+
+fn source_text(plugin: &Plugin) -> String {
+    match &plugin.reference {
+        PluginRef::Builtin(_) => "built-in".into(),
+        PluginRef::File(path) => path.display().to_string(),
+    }
+}
+
+fn plugin_json(plugin: &Plugin) -> Value {
+    let info = &plugin.info;
+    json!({
+        "id": info.id,
+        "version": info.version,
+        "label": info.label,
+        "description": info.description,
+        "wit": format!("scan2x:mail@{WIT_VERSION}"),
+        "source": source_text(plugin),
+        "sha256": plugin.sha256,
+        "events": info.events.iter().map(|e| event_name(*e)).collect::<Vec<_>>(),
+        "network": info.network,
+        "settings": info.settings.iter().map(|s| json!({
+            "key": s.key,
+            "label": s.label,
+            "kind": kind_name(s.kind),
+            "required": s.required,
+            "default": match &s.default {
+                Some(SettingDefault::Text(t)) => json!(t),
+                Some(SettingDefault::Integer(i)) => json!(i),
+                Some(SettingDefault::Boolean(b)) => json!(b),
+                None => Value::Null,
+            },
+            "help": s.help,
+        })).collect::<Vec<_>>(),
+    })
+}
+
+fn plugin_text(plugin: &Plugin) -> String {
+    let info = &plugin.info;
+    let mut out = format!("{} {} - {}\n", info.id, info.version, info.label);
+    if !info.description.is_empty() {
+        out.push_str(&format!("  {}\n", info.description));
+    }
+    out.push_str(&format!("  source:   {}\n", source_text(plugin)));
+    out.push_str(&format!("  sha256:   {}\n", plugin.sha256));
+    out.push_str(&format!("  WIT:      scan2x:mail@{WIT_VERSION}\n"));
+    let events: Vec<&str> = info.events.iter().map(|e| event_name(*e)).collect();
+    out.push_str(&format!("  events:   {}\n", events.join(", ")));
+    out.push_str(&format!("  network:  {}\n", info.network.join(", ")));
+    out.push_str("  settings:\n");
+    let rows: Vec<[String; 5]> = info
+        .settings
+        .iter()
+        .map(|s| {
+            [
+                s.key.clone(),
+                kind_name(s.kind).to_string(),
+                if s.required {
+                    "yes".into()
+                } else {
+                    "no".into()
+                },
+                default_text(&s.default),
+                if s.help.is_empty() {
+                    s.label.clone()
+                } else {
+                    format!("{}: {}", s.label, s.help)
+                },
+            ]
+        })
+        .collect();
+    let header = ["KEY", "KIND", "REQUIRED", "DEFAULT", "DESCRIPTION"].map(String::from);
+    let mut widths = [0usize; 4];
+    for row in std::iter::once(&header).chain(rows.iter()) {
+        for (w, cell) in widths.iter_mut().zip(row.iter()) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    for row in std::iter::once(&header).chain(rows.iter()) {
+        out.push_str("    ");
+        for (w, cell) in widths.iter().zip(row.iter()) {
+            out.push_str(&format!("{cell:<w$}  "));
+        }
+        out.push_str(&row[4]);
+        out.push('\n');
+    }
+    out.trim_end().to_string()
+}

@@ -1,0 +1,507 @@
+//! The plugin runtime: one wasmtime `Engine`, each plugin compiled once (and cached on disk) and
+//! pre-linked into an `InstancePre`; a fresh `Store` and instance for every call.
+//!
+//! What a plugin gets: the host's capability interfaces (through the gate) and, of WASI, only
+//! io, clocks, random and the cli basics with an empty environment. A plugin that imports
+//! anything else (filesystem, sockets, a newer WIT version) is refused at load with a message
+//! naming the import. Limits per call: memory ([`Limits::memory_bytes`]), guest CPU time
+//! ([`Limits::guest_cpu`], measured by epoch ticks minus time spent in host I/O) and wall-clock
+//! time for the whole call ([`Limits::call_wall`]). A trap or limit fails that call only.
+
+pub mod cache;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use wasmtime::component::{Component, Linker, ResourceTable};
+use wasmtime::{Config, Engine, Store, UpdateDeadline};
+
+use crate::capability::secrets::SecretValue;
+use crate::capability::{HostState, SenderContext, state::StateStore};
+use crate::gate::{Gate, Grant};
+use crate::settings::{PluginRef, ResolvedSetting, ResolvedValue, SenderSettings, SettingsErrors};
+use crate::wit::types::{Message, PluginInfo, Receipt, SendError, Setting, SettingValue};
+use crate::wit::{SenderPlugin, SenderPluginPre, WIT_VERSION};
+use cache::{ArtifactCache, CacheOutcome, sha256_hex};
+
+mod builtin {
+    include!(concat!(env!("OUT_DIR"), "/builtin_plugins.rs"));
+}
+
+/// The interface every plugin exports, with the version this host speaks.
+const EXPORT: &str = "scan2x:mail/mail-sender@0.1.0";
+
+/// Imports a plugin may have. Everything else is refused at load.
+const ALLOWED_IMPORTS: &[&str] = &[
+    "scan2x:mail/",
+    "wasi:io/",
+    "wasi:clocks/monotonic-clock@",
+    "wasi:clocks/wall-clock@",
+    "wasi:random/",
+    "wasi:cli/environment@",
+    "wasi:cli/exit@",
+    "wasi:cli/stdin@",
+    "wasi:cli/stdout@",
+    "wasi:cli/stderr@",
+    "wasi:cli/terminal-",
+];
+
+const EPOCH_TICK: Duration = Duration::from_millis(10);
+
+/// Per-call limits.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// Linear memory of one instance, all memories together.
+    pub memory_bytes: usize,
+    /// Time the plugin's own code may run in one call (host I/O not counted).
+    pub guest_cpu: Duration,
+    /// The whole call, host I/O included.
+    pub call_wall: Duration,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            // A 30 MB scan is held as the message, its MIME encoding and the bytes handed over.
+            memory_bytes: 512 << 20,
+            guest_cpu: Duration::from_secs(10),
+            call_wall: Duration::from_secs(900),
+        }
+    }
+}
+
+/// Why a plugin could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    #[error("unknown plugin \"{id}\"; built-in plugins: {known}")]
+    UnknownBuiltin { id: String, known: String },
+    #[error("cannot read plugin file {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error(
+        "plugin file {path} has sha256 {actual}, but the settings pin {expected}; refusing to load it"
+    )]
+    PinMismatch {
+        path: String,
+        expected: String,
+        actual: String,
+    },
+    #[error("{plugin} is not a valid plugin component: {reason}")]
+    Invalid { plugin: String, reason: String },
+    #[error(
+        "{plugin} imports {import}, which this host does not provide to plugins (no filesystem, sockets or other host access)"
+    )]
+    ForbiddenImport { plugin: String, import: String },
+    #[error("{plugin} was built for WIT {found}; this host supports scan2x:mail@{supported}")]
+    WitVersion {
+        plugin: String,
+        found: String,
+        supported: &'static str,
+    },
+}
+
+/// A loaded plugin: its description and a pre-linked instance factory.
+pub struct Plugin {
+    pub reference: PluginRef,
+    pub info: PluginInfo,
+    pub sha256: String,
+    pub wit_version: &'static str,
+    pub cache: CacheOutcome,
+    pre: SenderPluginPre<HostState>,
+}
+
+/// A sender ready to use: its settings checked against its plugin's schema, its grants made.
+pub struct Sender {
+    pub settings: SenderSettings,
+    pub plugin: Arc<Plugin>,
+    pub resolved: Vec<ResolvedSetting>,
+    pub context: Arc<SenderContext>,
+}
+
+/// A call that did not reach a plugin answer.
+#[derive(Debug, thiserror::Error)]
+pub enum CallError {
+    /// The plugin answered with an expected failure.
+    #[error("{0:?}")]
+    Plugin(SendError),
+    /// The plugin trapped, panicked or hit a limit; the host is fine.
+    #[error("plugin failed: {0}")]
+    Crashed(String),
+}
+
+pub struct Runtime {
+    engine: Engine,
+    linker: Linker<HostState>,
+    cache: ArtifactCache,
+    state: Arc<StateStore>,
+    limits: Limits,
+}
+
+impl Runtime {
+    pub fn new(cache_dir: Option<PathBuf>, limits: Limits) -> wasmtime::Result<Self> {
+        let mut config = Config::new();
+        config.epoch_interruption(true);
+        let engine = Engine::new(&config)?;
+        start_epoch_ticker(&engine);
+        let mut linker = Linker::<HostState>::new(&engine);
+        add_wasi_to_linker(&mut linker)?;
+        SenderPlugin::add_to_linker::<_, wasmtime::component::HasSelf<_>>(&mut linker, |s| s)?;
+        Ok(Self {
+            engine,
+            linker,
+            cache: ArtifactCache::new(cache_dir),
+            state: Arc::default(),
+            limits,
+        })
+    }
+
+    pub fn cache_dir(&self) -> Option<&std::path::Path> {
+        self.cache.dir()
+    }
+
+    /// The ids of the plugins built into this binary.
+    pub fn builtin_ids() -> impl Iterator<Item = &'static str> {
+        builtin::BUILTIN_PLUGINS.iter().map(|(id, _)| *id)
+    }
+
+    /// Loads a plugin: reads it (checking a sha256 pin), compiles or loads it from the cache,
+    /// checks its imports and exports, links it and asks it to describe itself.
+    pub async fn load(
+        &self,
+        reference: &PluginRef,
+        pin: Option<&str>,
+    ) -> Result<Plugin, LoadError> {
+        let (label, bytes): (String, std::borrow::Cow<'static, [u8]>) = match reference {
+            PluginRef::Builtin(id) => {
+                let found = builtin::BUILTIN_PLUGINS.iter().find(|(b, _)| b == id);
+                let Some((_, bytes)) = found else {
+                    return Err(LoadError::UnknownBuiltin {
+                        id: id.clone(),
+                        known: Self::builtin_ids().collect::<Vec<_>>().join(", "),
+                    });
+                };
+                (id.clone(), (*bytes).into())
+            }
+            PluginRef::File(path) => {
+                let bytes = std::fs::read(path).map_err(|source| LoadError::Read {
+                    path: path.clone(),
+                    source,
+                })?;
+                (path.display().to_string(), bytes.into())
+            }
+        };
+        let sha256 = sha256_hex(&bytes);
+        if let Some(expected) = pin {
+            if expected != sha256 {
+                return Err(LoadError::PinMismatch {
+                    path: label,
+                    expected: expected.to_string(),
+                    actual: sha256,
+                });
+            }
+        }
+        let invalid = |e: wasmtime::Error| LoadError::Invalid {
+            plugin: label.clone(),
+            reason: format!("{e:#}"),
+        };
+        let (component, cache) = self
+            .cache
+            .load_or_compile(&self.engine, &label, &bytes, &sha256)
+            .map_err(invalid)?;
+        self.check_interface(&label, &component)?;
+        let pre = self.linker.instantiate_pre(&component).map_err(invalid)?;
+        let pre = SenderPluginPre::new(pre).map_err(invalid)?;
+        let mut plugin = Plugin {
+            reference: reference.clone(),
+            info: PluginInfo {
+                id: String::new(),
+                version: String::new(),
+                label: String::new(),
+                description: String::new(),
+                settings: Vec::new(),
+                events: Vec::new(),
+                network: Vec::new(),
+            },
+            sha256,
+            wit_version: WIT_VERSION,
+            cache,
+            pre,
+        };
+        let context = Arc::new(SenderContext {
+            name: format!("({label})"),
+            ..SenderContext::default()
+        });
+        plugin.info = self
+            .call(&plugin, context, async |store, instance| {
+                Ok(instance
+                    .scan2x_mail_mail_sender()
+                    .call_describe(store)
+                    .await?)
+            })
+            .await
+            .map_err(|e| LoadError::Invalid {
+                plugin: label.clone(),
+                reason: format!("describe() failed: {e}"),
+            })?;
+        Ok(plugin)
+    }
+
+    fn check_interface(&self, label: &str, component: &Component) -> Result<(), LoadError> {
+        let ty = component.component_type();
+        for (name, _) in ty.imports(&self.engine) {
+            if name.starts_with("scan2x:mail/") && !name.ends_with(&format!("@{WIT_VERSION}")) {
+                return Err(LoadError::WitVersion {
+                    plugin: label.to_string(),
+                    found: name.to_string(),
+                    supported: WIT_VERSION,
+                });
+            }
+            if !ALLOWED_IMPORTS
+                .iter()
+                .any(|allowed| name.starts_with(allowed))
+            {
+                return Err(LoadError::ForbiddenImport {
+                    plugin: label.to_string(),
+                    import: name.to_string(),
+                });
+            }
+        }
+        let exports: Vec<String> = ty
+            .exports(&self.engine)
+            .map(|(n, _)| n.to_string())
+            .collect();
+        if !exports.iter().any(|e| e == EXPORT) {
+            if let Some(other) = exports
+                .iter()
+                .find(|e| e.starts_with("scan2x:mail/mail-sender"))
+            {
+                return Err(LoadError::WitVersion {
+                    plugin: label.to_string(),
+                    found: other.clone(),
+                    supported: WIT_VERSION,
+                });
+            }
+            return Err(LoadError::Invalid {
+                plugin: label.to_string(),
+                reason: format!(
+                    "it does not export {EXPORT} (its exports: {})",
+                    if exports.is_empty() {
+                        "none".into()
+                    } else {
+                        exports.join(", ")
+                    }
+                ),
+            });
+        }
+        Ok(())
+    }
+
+    /// Makes a sender from its settings and its loaded plugin: checks the plugin's keys, reads
+    /// secrets and the CA file, and turns the plugin's network needs into grants.
+    pub fn sender(
+        &self,
+        settings: &SenderSettings,
+        plugin: Arc<Plugin>,
+    ) -> Result<Sender, SettingsErrors> {
+        let resolved = settings.resolve(&plugin.info.id, &plugin.info.settings)?;
+        let mut errors = Vec::new();
+        let mut grants = Vec::new();
+        for template in &plugin.info.network {
+            match Grant::from_template(template, &resolved) {
+                Ok(grant) => grants.push(grant),
+                Err(e) => errors.push(settings.whole_error("", e)),
+            }
+        }
+        let ca_pem = match &settings.ca_file {
+            Some(path) => match std::fs::read(path) {
+                Ok(pem) if pem.windows(27).any(|w| w == b"-----BEGIN CERTIFICATE-----") => {
+                    Some(pem)
+                }
+                Ok(_) => {
+                    errors.push(settings.whole_error(
+                        "ca_file",
+                        format!("{} holds no PEM certificate", path.display()),
+                    ));
+                    None
+                }
+                Err(e) => {
+                    errors.push(
+                        settings
+                            .whole_error("ca_file", format!("cannot read {}: {e}", path.display())),
+                    );
+                    None
+                }
+            },
+            None => None,
+        };
+        if !errors.is_empty() {
+            return Err(SettingsErrors(errors));
+        }
+        Ok(Sender {
+            settings: settings.clone(),
+            context: Arc::new(SenderContext {
+                name: settings.name.clone(),
+                gate: Gate::new(settings.name.clone(), grants),
+                ca_pem,
+                state: self.state.clone(),
+            }),
+            plugin,
+            resolved,
+        })
+    }
+
+    /// "Test settings" through the sender's plugin.
+    pub async fn verify(&self, sender: &Sender) -> Result<String, CallError> {
+        let settings = sender.resolved.clone();
+        self.call(
+            &sender.plugin,
+            sender.context.clone(),
+            async move |store, instance| {
+                let settings = to_wit_settings(store, &settings)?;
+                instance
+                    .scan2x_mail_mail_sender()
+                    .call_verify(store, &settings)
+                    .await
+            },
+        )
+        .await?
+        .map_err(CallError::Plugin)
+    }
+
+    /// Sends one message through the sender's plugin.
+    pub async fn send(&self, sender: &Sender, message: &Message) -> Result<Receipt, CallError> {
+        let settings = sender.resolved.clone();
+        self.call(
+            &sender.plugin,
+            sender.context.clone(),
+            async move |store, instance| {
+                let settings = to_wit_settings(store, &settings)?;
+                instance
+                    .scan2x_mail_mail_sender()
+                    .call_send(store, &settings, message)
+                    .await
+            },
+        )
+        .await?
+        .map_err(CallError::Plugin)
+    }
+
+    /// One call in a fresh store and instance, under the limits.
+    async fn call<R>(
+        &self,
+        plugin: &Plugin,
+        context: Arc<SenderContext>,
+        work: impl AsyncFnOnce(&mut Store<HostState>, &SenderPlugin) -> wasmtime::Result<R>,
+    ) -> Result<R, CallError> {
+        let mut store = Store::new(
+            &self.engine,
+            HostState::new(context, self.limits.memory_bytes),
+        );
+        store.limiter(|state| &mut state.limits);
+        let started = Instant::now();
+        let guest_cpu = self.limits.guest_cpu;
+        store.epoch_deadline_callback(move |ctx| {
+            let host_io = ctx.data().host_io;
+            if started.elapsed().saturating_sub(host_io) > guest_cpu {
+                wasmtime::bail!(
+                    "the plugin's code ran for more than {} s",
+                    guest_cpu.as_secs()
+                );
+            }
+            // Yield to the async runtime on every tick, so the wall-clock limit can end a call.
+            Ok(UpdateDeadline::Yield(1))
+        });
+        store.set_epoch_deadline(1);
+        let run = async {
+            let instance = plugin.pre.instantiate_async(&mut store).await?;
+            work(&mut store, &instance).await
+        };
+        match tokio::time::timeout(self.limits.call_wall, run).await {
+            Ok(Ok(value)) => Ok(value),
+            Ok(Err(e)) => Err(CallError::Crashed(crash_message(&e))),
+            Err(_) => Err(CallError::Crashed(format!(
+                "the call took longer than {} s and was stopped",
+                self.limits.call_wall.as_secs()
+            ))),
+        }
+    }
+}
+
+/// A trap's message with its wasm backtrace cut short: the first line says what happened.
+fn crash_message(e: &wasmtime::Error) -> String {
+    let mut text = format!("{e:#}");
+    if let Some(trap) = e.downcast_ref::<wasmtime::Trap>() {
+        text = format!("{trap}: {text}");
+    }
+    text.lines().take(6).collect::<Vec<_>>().join(" | ")
+}
+
+/// Settings as the plugin receives them; secrets become handles in this call's table.
+fn to_wit_settings(
+    store: &mut Store<HostState>,
+    settings: &[ResolvedSetting],
+) -> wasmtime::Result<Vec<Setting>> {
+    let table: &mut ResourceTable = &mut store.data_mut().table;
+    settings
+        .iter()
+        .map(|s| {
+            let value = match &s.value {
+                ResolvedValue::Text(t) => SettingValue::Text(t.clone()),
+                ResolvedValue::Integer(i) => SettingValue::Integer(*i),
+                ResolvedValue::Boolean(b) => SettingValue::Boolean(*b),
+                ResolvedValue::Secret(secret) => {
+                    SettingValue::Secret(table.push(SecretValue(secret.clone()))?)
+                }
+            };
+            Ok(Setting {
+                key: s.key.clone(),
+                value,
+            })
+        })
+        .collect()
+}
+
+/// Links the part of WASI a plugin may use: io, clocks, random, and the cli basics.
+fn add_wasi_to_linker(linker: &mut Linker<HostState>) -> wasmtime::Result<()> {
+    use wasmtime_wasi::cli::{WasiCli, WasiCliView as _};
+    use wasmtime_wasi::clocks::{WasiClocks, WasiClocksView as _};
+    use wasmtime_wasi::p2::bindings::{cli, clocks, random};
+    use wasmtime_wasi::random::WasiRandom;
+
+    wasmtime_wasi_io::add_to_linker_async(linker)?;
+    let l = linker;
+    clocks::wall_clock::add_to_linker::<HostState, WasiClocks>(l, HostState::clocks)?;
+    clocks::monotonic_clock::add_to_linker::<HostState, WasiClocks>(l, HostState::clocks)?;
+    random::random::add_to_linker::<HostState, WasiRandom>(l, |t| t.wasi_ctx().random())?;
+    random::insecure::add_to_linker::<HostState, WasiRandom>(l, |t| t.wasi_ctx().random())?;
+    random::insecure_seed::add_to_linker::<HostState, WasiRandom>(l, |t| t.wasi_ctx().random())?;
+    cli::exit::add_to_linker::<HostState, WasiCli>(l, HostState::cli)?;
+    cli::environment::add_to_linker::<HostState, WasiCli>(l, HostState::cli)?;
+    cli::stdin::add_to_linker::<HostState, WasiCli>(l, HostState::cli)?;
+    cli::stdout::add_to_linker::<HostState, WasiCli>(l, HostState::cli)?;
+    cli::stderr::add_to_linker::<HostState, WasiCli>(l, HostState::cli)?;
+    cli::terminal_input::add_to_linker::<HostState, WasiCli>(l, HostState::cli)?;
+    cli::terminal_output::add_to_linker::<HostState, WasiCli>(l, HostState::cli)?;
+    cli::terminal_stdin::add_to_linker::<HostState, WasiCli>(l, HostState::cli)?;
+    cli::terminal_stdout::add_to_linker::<HostState, WasiCli>(l, HostState::cli)?;
+    cli::terminal_stderr::add_to_linker::<HostState, WasiCli>(l, HostState::cli)?;
+    Ok(())
+}
+
+/// Advances the engine's epoch every tick while the engine lives.
+fn start_epoch_ticker(engine: &Engine) {
+    let weak = engine.weak();
+    std::thread::Builder::new()
+        .name("scan2x-mail-epoch".into())
+        .spawn(move || {
+            while let Some(engine) = weak.upgrade() {
+                engine.increment_epoch();
+                drop(engine);
+                std::thread::sleep(EPOCH_TICK);
+            }
+        })
+        .expect("spawn the epoch thread");
+}

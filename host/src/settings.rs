@@ -1,0 +1,798 @@
+//! The settings file: which senders exist, which plugin each uses, and their options.
+//!
+//! ```toml
+//! [senders.relay]
+//! plugin = "smtp"                       # a built-in plugin id, or a path to a .wasm component
+//! preferred = true                      # host-owned keys: see HOST_KEYS
+//! host = "smtp.example.com"             # the rest belong to the plugin and are checked
+//! password = { env = "SMTP_PASSWORD" }  # against its own schema (`describe()`)
+//! ```
+//!
+//! Parsing happens in two steps. [`Settings::parse`] reads the file and the host-owned keys,
+//! keeping the plugin's keys raw with their line numbers. [`SenderSettings::resolve`] then checks
+//! them against the plugin's schema, fills in defaults and reads secrets. Both steps collect
+//! every problem, each naming the file, line and key, and neither touches the network.
+
+use std::collections::BTreeSet;
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use toml::Spanned;
+use toml::de::{DeTable, DeValue};
+
+use crate::secret::Secret;
+use crate::wit::types::{SettingDefault, SettingKind, SettingSpec};
+
+/// Keys of a sender table that the host owns; every other key belongs to the plugin.
+pub const HOST_KEYS: &[(&str, &str)] = &[
+    (
+        "plugin",
+        "a built-in plugin id (\"smtp\") or the path of a .wasm plugin",
+    ),
+    (
+        "preferred",
+        "Preferred Mail Sender: chosen first among eligible senders",
+    ),
+    ("allow_job_source", "Allow usage from job source settings"),
+    (
+        "allow_job_recipients",
+        "Allow usage from job email recipients",
+    ),
+    (
+        "ca_file",
+        "a PEM file of CA certificates to trust for this sender, besides the system's",
+    ),
+    (
+        "sha256",
+        "the expected sha256 of the plugin file; a mismatch refuses to load",
+    ),
+];
+
+/// One problem in the settings file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SettingsError {
+    pub file: PathBuf,
+    /// 1-based; none when the problem is the file as a whole.
+    pub line: Option<usize>,
+    /// The dotted key, e.g. `senders.relay.port`.
+    pub key: String,
+    pub message: String,
+}
+
+impl fmt::Display for SettingsError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.file.display())?;
+        if let Some(line) = self.line {
+            write!(f, ":{line}")?;
+        }
+        if self.key.is_empty() {
+            write!(f, ": {}", self.message)
+        } else {
+            write!(f, ": {}: {}", self.key, self.message)
+        }
+    }
+}
+
+/// Every problem found, in file order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SettingsErrors(pub Vec<SettingsError>);
+
+impl fmt::Display for SettingsErrors {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, e) in self.0.iter().enumerate() {
+            if i > 0 {
+                writeln!(f)?;
+            }
+            write!(f, "{e}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for SettingsErrors {}
+
+/// Where a sender's plugin comes from.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum PluginRef {
+    /// A plugin embedded in the host binary, by id.
+    Builtin(String),
+    /// A `.wasm` component file (absolute, or made absolute against the settings file's folder).
+    File(PathBuf),
+}
+
+impl fmt::Display for PluginRef {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            PluginRef::Builtin(id) => write!(f, "{id} (built-in)"),
+            PluginRef::File(path) => write!(f, "{}", path.display()),
+        }
+    }
+}
+
+/// Where a secret's value comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SecretSource {
+    Env(String),
+    File(PathBuf),
+}
+
+/// A plugin-owned value as written in the file.
+#[derive(Debug, Clone, PartialEq)]
+pub enum RawValue {
+    Text(String),
+    Integer(i64),
+    Boolean(bool),
+    Secret(SecretSource),
+    /// A TOML type no setting takes (float, date, array, other table); names the type.
+    Unsupported(&'static str),
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct RawEntry {
+    pub key: String,
+    pub line: usize,
+    pub value: RawValue,
+}
+
+/// One `[senders.NAME]` table.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SenderSettings {
+    pub name: String,
+    /// The line of the table header.
+    pub line: usize,
+    pub plugin: PluginRef,
+    /// The line of the `plugin` key.
+    pub plugin_line: usize,
+    pub preferred: bool,
+    pub allow_job_source: bool,
+    pub allow_job_recipients: bool,
+    /// The PEM file named by `ca_file`, made absolute.
+    pub ca_file: Option<PathBuf>,
+    /// The pinned sha256 of the plugin file, lowercase hex.
+    pub sha256: Option<String>,
+    /// The plugin's keys, in file order.
+    pub entries: Vec<RawEntry>,
+    file: PathBuf,
+}
+
+/// A setting checked against the plugin's schema, ready to hand to the plugin.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ResolvedValue {
+    Text(String),
+    Integer(i64),
+    Boolean(bool),
+    Secret(Secret),
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct ResolvedSetting {
+    pub key: String,
+    pub value: ResolvedValue,
+}
+
+/// The whole settings file.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Settings {
+    pub path: PathBuf,
+    pub senders: Vec<SenderSettings>,
+}
+
+impl Settings {
+    /// Reads and parses the file at `path`.
+    pub fn load(path: &Path) -> Result<Self, SettingsErrors> {
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            SettingsErrors(vec![SettingsError {
+                file: path.to_path_buf(),
+                line: None,
+                key: String::new(),
+                message: format!("cannot read the settings file: {e}"),
+            }])
+        })?;
+        Self::parse(path, &text)
+    }
+
+    /// Parses settings text; `path` names the file in errors and anchors relative paths.
+    pub fn parse(path: &Path, text: &str) -> Result<Self, SettingsErrors> {
+        let mut p = Parser {
+            file: path.to_path_buf(),
+            text,
+            errors: Vec::new(),
+        };
+        let base = path.parent().map(Path::to_path_buf).unwrap_or_default();
+        let root = match DeTable::parse(text) {
+            Ok(root) => root,
+            Err(e) => {
+                let line = e.span().map(|s| p.line_of(s.start));
+                p.error(line, "", format!("not valid TOML: {}", e.message()));
+                return Err(SettingsErrors(p.errors));
+            }
+        };
+        let mut senders = Vec::new();
+        for (key, value) in root.get_ref() {
+            match key.get_ref().as_ref() {
+                "senders" => {
+                    let Some(table) = value.get_ref().as_table() else {
+                        p.error(
+                            Some(p.line_of(key.span().start)),
+                            "senders",
+                            "must be a table of senders, e.g. [senders.relay]",
+                        );
+                        continue;
+                    };
+                    for (name, sender) in table {
+                        if let Some(s) = p.sender(&base, name, sender) {
+                            senders.push(s);
+                        }
+                    }
+                }
+                other => p.error(
+                    Some(p.line_of(key.span().start)),
+                    other,
+                    "unknown key; the settings file has one table, `senders`",
+                ),
+            }
+        }
+        if p.errors.is_empty() && senders.is_empty() {
+            p.error(
+                None,
+                "senders",
+                "no senders are configured; add a [senders.NAME] table",
+            );
+        }
+        let preferred: Vec<&SenderSettings> = senders.iter().filter(|s| s.preferred).collect();
+        if preferred.len() > 1 {
+            let names: Vec<&str> = preferred.iter().map(|s| s.name.as_str()).collect();
+            let line = preferred[1].line;
+            p.error(
+                Some(line),
+                &format!("senders.{}.preferred", preferred[1].name),
+                format!(
+                    "at most one sender may be preferred; these are: {}",
+                    names.join(", ")
+                ),
+            );
+        }
+        if p.errors.is_empty() {
+            Ok(Settings {
+                path: path.to_path_buf(),
+                senders,
+            })
+        } else {
+            Err(SettingsErrors(p.errors))
+        }
+    }
+
+    pub fn sender(&self, name: &str) -> Option<&SenderSettings> {
+        self.senders.iter().find(|s| s.name == name)
+    }
+
+    /// Every distinct plugin the senders use, in first-use order.
+    pub fn plugins(&self) -> Vec<PluginRef> {
+        let mut seen = BTreeSet::new();
+        self.senders
+            .iter()
+            .filter(|s| seen.insert(s.plugin.clone()))
+            .map(|s| s.plugin.clone())
+            .collect()
+    }
+}
+
+struct Parser<'a> {
+    file: PathBuf,
+    text: &'a str,
+    errors: Vec<SettingsError>,
+}
+
+impl Parser<'_> {
+    fn line_of(&self, offset: usize) -> usize {
+        self.text[..offset.min(self.text.len())]
+            .matches('\n')
+            .count()
+            + 1
+    }
+
+    fn error(&mut self, line: Option<usize>, key: &str, message: impl Into<String>) {
+        self.errors.push(SettingsError {
+            file: self.file.clone(),
+            line,
+            key: key.to_string(),
+            message: message.into(),
+        });
+    }
+
+    fn sender(
+        &mut self,
+        base: &Path,
+        name: &Spanned<toml::de::DeString<'_>>,
+        value: &Spanned<DeValue<'_>>,
+    ) -> Option<SenderSettings> {
+        let sender = name.get_ref().to_string();
+        let line = self.line_of(name.span().start);
+        let prefix = format!("senders.{sender}");
+        let Some(table) = value.get_ref().as_table() else {
+            self.error(
+                Some(line),
+                &prefix,
+                "must be a table: [senders.NAME] with `plugin = …` and the plugin's settings",
+            );
+            return None;
+        };
+        let errors_before = self.errors.len();
+        let mut plugin = None;
+        let mut plugin_line = line;
+        let mut flags = [false; 3];
+        let mut ca_file = None;
+        let mut sha256 = None;
+        let mut entries = Vec::new();
+        for (key, value) in table {
+            let key_name = key.get_ref().as_ref();
+            let key_line = self.line_of(key.span().start);
+            let dotted = format!("{prefix}.{key_name}");
+            let raw = self.raw_value(base, value);
+            match key_name {
+                "plugin" => match raw {
+                    RawValue::Text(text) if !text.is_empty() => {
+                        plugin_line = key_line;
+                        plugin = Some(if text.ends_with(".wasm") || text.contains('/') {
+                            PluginRef::File(absolute(base, Path::new(&text)))
+                        } else {
+                            PluginRef::Builtin(text)
+                        });
+                    }
+                    _ => self.error(
+                        Some(key_line),
+                        &dotted,
+                        "must be a built-in plugin id (\"smtp\") or the path of a .wasm file",
+                    ),
+                },
+                "preferred" | "allow_job_source" | "allow_job_recipients" => {
+                    let slot = match key_name {
+                        "preferred" => 0,
+                        "allow_job_source" => 1,
+                        _ => 2,
+                    };
+                    match raw {
+                        RawValue::Boolean(b) => flags[slot] = b,
+                        other => self.error(
+                            Some(key_line),
+                            &dotted,
+                            format!("expected true or false, found {}", describe(&other)),
+                        ),
+                    }
+                }
+                "ca_file" => match raw {
+                    RawValue::Text(path) => {
+                        let path = absolute(base, Path::new(&path));
+                        if !path.is_file() {
+                            self.error(
+                                Some(key_line),
+                                &dotted,
+                                format!("no such file: {}", path.display()),
+                            );
+                        }
+                        ca_file = Some(path);
+                    }
+                    other => self.error(
+                        Some(key_line),
+                        &dotted,
+                        format!("expected a file path, found {}", describe(&other)),
+                    ),
+                },
+                "sha256" => match raw {
+                    RawValue::Text(hex)
+                        if hex.len() == 64 && hex.chars().all(|c| c.is_ascii_hexdigit()) =>
+                    {
+                        sha256 = Some(hex.to_ascii_lowercase());
+                    }
+                    _ => self.error(
+                        Some(key_line),
+                        &dotted,
+                        "expected 64 hexadecimal digits (the plugin file's sha256)",
+                    ),
+                },
+                _ => entries.push(RawEntry {
+                    key: key_name.to_string(),
+                    line: key_line,
+                    value: raw,
+                }),
+            }
+        }
+        let Some(plugin) = plugin else {
+            self.error(
+                Some(line),
+                &format!("{prefix}.plugin"),
+                "missing: say which plugin this sender uses, e.g. plugin = \"smtp\"",
+            );
+            return None;
+        };
+        if self.errors.len() > errors_before {
+            return None;
+        }
+        Some(SenderSettings {
+            name: sender,
+            line,
+            plugin,
+            plugin_line,
+            preferred: flags[0],
+            allow_job_source: flags[1],
+            allow_job_recipients: flags[2],
+            ca_file,
+            sha256,
+            entries,
+            file: self.file.clone(),
+        })
+    }
+
+    fn raw_value(&mut self, base: &Path, value: &Spanned<DeValue<'_>>) -> RawValue {
+        match value.get_ref() {
+            DeValue::String(s) => RawValue::Text(s.to_string()),
+            DeValue::Integer(i) => i64::from_str_radix(i.as_str(), i.radix())
+                .map(RawValue::Integer)
+                .unwrap_or(RawValue::Unsupported("an integer out of range")),
+            DeValue::Boolean(b) => RawValue::Boolean(*b),
+            DeValue::Table(t) => {
+                let pairs: Vec<(&str, Option<&str>)> = t
+                    .iter()
+                    .map(|(k, v)| (k.get_ref().as_ref(), v.get_ref().as_str()))
+                    .collect();
+                match pairs.as_slice() {
+                    [("env", Some(name))] => RawValue::Secret(SecretSource::Env(name.to_string())),
+                    [("file", Some(path))] => {
+                        RawValue::Secret(SecretSource::File(absolute(base, Path::new(path))))
+                    }
+                    _ => RawValue::Unsupported("a table"),
+                }
+            }
+            DeValue::Float(_) => RawValue::Unsupported("a float"),
+            DeValue::Datetime(_) => RawValue::Unsupported("a date"),
+            DeValue::Array(_) => RawValue::Unsupported("an array"),
+        }
+    }
+}
+
+fn absolute(base: &Path, path: &Path) -> PathBuf {
+    if path.is_absolute() {
+        path.to_path_buf()
+    } else {
+        base.join(path)
+    }
+}
+
+fn describe(value: &RawValue) -> String {
+    match value {
+        RawValue::Text(t) => format!("the string {t:?}"),
+        RawValue::Integer(i) => format!("the integer {i}"),
+        RawValue::Boolean(b) => format!("the boolean {b}"),
+        RawValue::Secret(_) => "a secret reference".to_string(),
+        RawValue::Unsupported(what) => what.to_string(),
+    }
+}
+
+fn kind_name(kind: SettingKind) -> &'static str {
+    match kind {
+        SettingKind::Text => "a string",
+        SettingKind::Integer => "an integer",
+        SettingKind::Boolean => "true or false",
+        SettingKind::Secret => "a secret: a string, { env = \"VAR\" } or { file = \"path\" }",
+    }
+}
+
+impl SenderSettings {
+    fn error(&self, line: Option<usize>, key: &str, message: impl Into<String>) -> SettingsError {
+        SettingsError {
+            file: self.file.clone(),
+            line,
+            key: if key.is_empty() {
+                format!("senders.{}", self.name)
+            } else {
+                format!("senders.{}.{key}", self.name)
+            },
+            message: message.into(),
+        }
+    }
+
+    /// A settings error about this sender as a whole, or one of its host-owned keys.
+    pub fn whole_error(&self, key: &str, message: impl Into<String>) -> SettingsError {
+        let line = if key == "plugin" {
+            self.plugin_line
+        } else {
+            self.line
+        };
+        self.error(Some(line), key, message)
+    }
+
+    /// Checks the plugin's keys against its schema, fills in defaults and reads secrets.
+    pub fn resolve(
+        &self,
+        plugin_id: &str,
+        schema: &[SettingSpec],
+    ) -> Result<Vec<ResolvedSetting>, SettingsErrors> {
+        let mut errors = Vec::new();
+        let mut resolved = Vec::new();
+        for entry in &self.entries {
+            let Some(spec) = schema.iter().find(|s| s.key == entry.key) else {
+                let known: Vec<&str> = schema
+                    .iter()
+                    .map(|s| s.key.as_str())
+                    .chain(HOST_KEYS.iter().map(|(k, _)| *k))
+                    .collect();
+                errors.push(self.error(
+                    Some(entry.line),
+                    &entry.key,
+                    format!(
+                        "unknown key for plugin \"{plugin_id}\"; known keys: {}",
+                        known.join(", ")
+                    ),
+                ));
+                continue;
+            };
+            match self.convert(spec, &entry.value) {
+                Ok(value) => resolved.push(ResolvedSetting {
+                    key: spec.key.clone(),
+                    value,
+                }),
+                Err(message) => errors.push(self.error(Some(entry.line), &entry.key, message)),
+            }
+        }
+        for spec in schema {
+            if self.entries.iter().any(|e| e.key == spec.key) {
+                continue;
+            }
+            match &spec.default {
+                Some(default) => resolved.push(ResolvedSetting {
+                    key: spec.key.clone(),
+                    value: match default {
+                        SettingDefault::Text(t) => ResolvedValue::Text(t.clone()),
+                        SettingDefault::Integer(i) => ResolvedValue::Integer(*i),
+                        SettingDefault::Boolean(b) => ResolvedValue::Boolean(*b),
+                    },
+                }),
+                None if spec.required => errors.push(self.error(
+                    Some(self.line),
+                    &spec.key,
+                    format!(
+                        "missing required key ({}): {}",
+                        spec.label,
+                        kind_name(spec.kind)
+                    ),
+                )),
+                None => {}
+            }
+        }
+        if errors.is_empty() {
+            Ok(resolved)
+        } else {
+            Err(SettingsErrors(errors))
+        }
+    }
+
+    fn convert(&self, spec: &SettingSpec, value: &RawValue) -> Result<ResolvedValue, String> {
+        let wrong = || {
+            format!(
+                "expected {}, found {}",
+                kind_name(spec.kind),
+                describe(value)
+            )
+        };
+        match (spec.kind, value) {
+            (SettingKind::Text, RawValue::Text(t)) => Ok(ResolvedValue::Text(t.clone())),
+            (SettingKind::Integer, RawValue::Integer(i)) => Ok(ResolvedValue::Integer(*i)),
+            (SettingKind::Boolean, RawValue::Boolean(b)) => Ok(ResolvedValue::Boolean(*b)),
+            (SettingKind::Secret, RawValue::Text(t)) => {
+                Ok(ResolvedValue::Secret(Secret::new(t.as_str())))
+            }
+            (SettingKind::Secret, RawValue::Secret(source)) => {
+                read_secret(source).map(ResolvedValue::Secret)
+            }
+            (_, RawValue::Secret(_)) => Err(format!(
+                "only secret settings take {{ env = … }} or {{ file = … }}; expected {}",
+                kind_name(spec.kind)
+            )),
+            _ => Err(wrong()),
+        }
+    }
+}
+
+fn read_secret(source: &SecretSource) -> Result<Secret, String> {
+    match source {
+        SecretSource::Env(name) => match std::env::var(name) {
+            Ok(value) if !value.is_empty() => Ok(Secret::new(value)),
+            Ok(_) => Err(format!("the environment variable {name} is empty")),
+            Err(_) => Err(format!("the environment variable {name} is not set")),
+        },
+        SecretSource::File(path) => match std::fs::read_to_string(path) {
+            Ok(text) => {
+                let value = text.trim_end_matches(['\r', '\n']);
+                if value.is_empty() {
+                    Err(format!("the secret file {} is empty", path.display()))
+                } else {
+                    Ok(Secret::new(value))
+                }
+            }
+            Err(e) => Err(format!(
+                "cannot read the secret file {}: {e}",
+                path.display()
+            )),
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec(
+        key: &str,
+        kind: SettingKind,
+        required: bool,
+        default: Option<SettingDefault>,
+    ) -> SettingSpec {
+        SettingSpec {
+            key: key.into(),
+            label: key.into(),
+            kind,
+            required,
+            default,
+            help: String::new(),
+        }
+    }
+
+    fn schema() -> Vec<SettingSpec> {
+        vec![
+            spec("host", SettingKind::Text, true, None),
+            spec(
+                "port",
+                SettingKind::Integer,
+                false,
+                Some(SettingDefault::Integer(587)),
+            ),
+            spec(
+                "enable_ssl",
+                SettingKind::Boolean,
+                false,
+                Some(SettingDefault::Boolean(true)),
+            ),
+            spec("password", SettingKind::Secret, false, None),
+        ]
+    }
+
+    fn parse(text: &str) -> Result<Settings, SettingsErrors> {
+        Settings::parse(Path::new("/etc/scan2x/mail.toml"), text)
+    }
+
+    fn only_error(result: Result<impl fmt::Debug, SettingsErrors>) -> SettingsError {
+        let errors = result.expect_err("expected a settings error").0;
+        assert_eq!(errors.len(), 1, "{errors:?}");
+        errors.into_iter().next().unwrap()
+    }
+
+    #[test]
+    fn host_owned_keys_are_read_and_plugin_keys_kept_in_order() {
+        let s = parse(
+            "[senders.relay]\nplugin = \"smtp\"\npreferred = true\nhost = \"mx\"\nport = 25\n\n[senders.vendor]\nplugin = \"vendor/send.wasm\"\n",
+        )
+        .unwrap();
+        assert_eq!(s.senders.len(), 2);
+        let relay = &s.senders[0];
+        assert_eq!(relay.name, "relay");
+        assert_eq!(relay.line, 1);
+        assert_eq!(relay.plugin, PluginRef::Builtin("smtp".into()));
+        assert!(relay.preferred && !relay.allow_job_source);
+        let keys: Vec<(&str, usize)> = relay
+            .entries
+            .iter()
+            .map(|e| (e.key.as_str(), e.line))
+            .collect();
+        assert_eq!(keys, [("host", 4), ("port", 5)]);
+        assert_eq!(
+            s.senders[1].plugin,
+            PluginRef::File("/etc/scan2x/vendor/send.wasm".into())
+        );
+    }
+
+    #[test]
+    fn unknown_top_level_key_names_the_line() {
+        let e = only_error(parse(
+            "[senders.a]\nplugin = \"smtp\"\n\n[sendres.b]\nplugin = \"smtp\"\n",
+        ));
+        assert_eq!(e.line, Some(4));
+        assert_eq!(e.key, "sendres");
+    }
+
+    #[test]
+    fn missing_plugin_is_an_error_on_the_table_line() {
+        let e = only_error(parse("\n[senders.relay]\nhost = \"mx\"\n"));
+        assert_eq!((e.line, e.key.as_str()), (Some(2), "senders.relay.plugin"));
+    }
+
+    #[test]
+    fn two_preferred_senders_are_refused() {
+        let e = only_error(parse(
+            "[senders.a]\nplugin = \"smtp\"\npreferred = true\n[senders.b]\nplugin = \"smtp\"\npreferred = true\n",
+        ));
+        assert!(
+            e.message.contains("at most one sender may be preferred"),
+            "{e}"
+        );
+        assert!(e.message.contains("a, b"), "{e}");
+    }
+
+    #[test]
+    fn invalid_toml_reports_its_line() {
+        let e = only_error(parse("[senders.a]\nplugin = \"smtp\"\nport = = 3\n"));
+        assert_eq!(e.line, Some(3), "{e}");
+        assert!(e.message.starts_with("not valid TOML"), "{e}");
+    }
+
+    #[test]
+    fn resolve_fills_defaults_and_checks_types() {
+        let s = parse("[senders.relay]\nplugin = \"smtp\"\nhost = \"mx\"\npassword = \"pw-123\"\n")
+            .unwrap();
+        let resolved = s.senders[0].resolve("smtp", &schema()).unwrap();
+        let keys: Vec<&str> = resolved.iter().map(|r| r.key.as_str()).collect();
+        assert_eq!(keys, ["host", "password", "port", "enable_ssl"]);
+        assert_eq!(resolved[2].value, ResolvedValue::Integer(587));
+        assert_eq!(
+            resolved[1].value,
+            ResolvedValue::Secret(Secret::new("pw-123"))
+        );
+    }
+
+    #[test]
+    fn resolve_reports_unknown_missing_and_mistyped_keys_with_lines() {
+        let s = parse("[senders.relay]\nplugin = \"smtp\"\nprot = 25\nport = \"abc\"\n").unwrap();
+        let errors = s.senders[0].resolve("smtp", &schema()).unwrap_err().0;
+        let summary: Vec<(Option<usize>, &str)> =
+            errors.iter().map(|e| (e.line, e.key.as_str())).collect();
+        assert_eq!(
+            summary,
+            [
+                (Some(3), "senders.relay.prot"),
+                (Some(4), "senders.relay.port"),
+                (Some(1), "senders.relay.host"),
+            ]
+        );
+        assert!(
+            errors[0]
+                .message
+                .contains("unknown key for plugin \"smtp\"")
+        );
+        assert!(
+            errors[1]
+                .message
+                .contains("expected an integer, found the string \"abc\"")
+        );
+        assert!(errors[2].message.contains("missing required key"));
+    }
+
+    #[test]
+    fn secrets_come_from_env_and_files_and_errors_never_show_them() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("pw"), "from-file-secret\n").unwrap();
+        let path = dir.path().join("mail.toml");
+        let text =
+            "[senders.relay]\nplugin = \"smtp\"\nhost = \"mx\"\npassword = { file = \"pw\" }\n";
+        let s = Settings::parse(&path, text).unwrap();
+        let resolved = s.senders[0].resolve("smtp", &schema()).unwrap();
+        assert_eq!(
+            resolved[1].value,
+            ResolvedValue::Secret(Secret::new("from-file-secret"))
+        );
+
+        let text = "[senders.relay]\nplugin = \"smtp\"\nhost = \"mx\"\npassword = { env = \"SCAN2X_TEST_SURELY_UNSET\" }\n";
+        let s = Settings::parse(&path, text).unwrap();
+        let e = s.senders[0].resolve("smtp", &schema()).unwrap_err();
+        assert!(
+            e.to_string()
+                .contains("SCAN2X_TEST_SURELY_UNSET is not set"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn secret_references_are_refused_for_plain_settings() {
+        let s = parse("[senders.relay]\nplugin = \"smtp\"\nhost = { env = \"HOST\" }\n").unwrap();
+        let e = s.senders[0].resolve("smtp", &schema()).unwrap_err();
+        assert!(e.to_string().contains("only secret settings take"), "{e}");
+    }
+}
