@@ -100,14 +100,13 @@ fn ensure_wasm_target() {
         .output()
         .ok()
         .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string());
-    if let Some(sysroot) = sysroot {
-        if Path::new(&sysroot)
+    if sysroot.is_some_and(|root| {
+        Path::new(&root)
             .join("lib/rustlib")
             .join(WASM_TARGET)
             .exists()
-        {
-            return;
-        }
+    }) {
+        return;
     }
     println!("cargo:warning=adding the {WASM_TARGET} target with rustup (one time)");
     let status = Command::new("rustup")

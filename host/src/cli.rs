@@ -61,7 +61,7 @@ pub enum Command {
         json: bool,
     },
     /// Send one email
-    Send(SendArgs),
+    Send(Box<SendArgs>),
 }
 
 #[derive(Debug, Args)]

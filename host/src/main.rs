@@ -131,7 +131,7 @@ impl App {
             Command::Test { sender, json } => {
                 self.test(&runtime, &config, sender.as_deref(), json).await
             }
-            Command::Send(args) => self.send(&runtime, &config, args).await,
+            Command::Send(args) => self.send(&runtime, &config, *args).await,
         }
     }
 
@@ -147,9 +147,9 @@ impl App {
             BTreeMap::new();
         for s in &settings.senders {
             let key = (s.plugin.clone(), s.sha256.clone());
-            if !plugins.contains_key(&key) {
+            if let std::collections::btree_map::Entry::Vacant(slot) = plugins.entry(key) {
                 let loaded = runtime.load(&s.plugin, s.sha256.as_deref()).await;
-                plugins.insert(key, loaded.map(Arc::new).map_err(|e| e.to_string()));
+                slot.insert(loaded.map(Arc::new).map_err(|e| e.to_string()));
             }
         }
         let mut errors = Vec::new();

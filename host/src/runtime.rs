@@ -194,14 +194,12 @@ impl Runtime {
             }
         };
         let sha256 = sha256_hex(&bytes);
-        if let Some(expected) = pin {
-            if expected != sha256 {
-                return Err(LoadError::PinMismatch {
-                    path: label,
-                    expected: expected.to_string(),
-                    actual: sha256,
-                });
-            }
+        if let Some(expected) = pin.filter(|expected| *expected != sha256) {
+            return Err(LoadError::PinMismatch {
+                path: label,
+                expected: expected.to_string(),
+                actual: sha256,
+            });
         }
         let invalid = |e: wasmtime::Error| LoadError::Invalid {
             plugin: label.clone(),
@@ -236,10 +234,10 @@ impl Runtime {
         });
         plugin.info = self
             .call(&plugin, context, async |store, instance| {
-                Ok(instance
+                instance
                     .scan2x_mail_mail_sender()
                     .call_describe(store)
-                    .await?)
+                    .await
             })
             .await
             .map_err(|e| LoadError::Invalid {

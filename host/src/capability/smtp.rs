@@ -141,29 +141,60 @@ fn describe(e: &SmtpError) -> String {
     text
 }
 
+/// What an lettre error says, as plain data (lettre's errors can't be built outside lettre,
+/// so the decision below is made on this and tested on it).
+#[derive(Debug, Clone, Default)]
+struct ErrorFacts {
+    timeout: bool,
+    tls: bool,
+    client: bool,
+    /// The SMTP reply code, when the server answered.
+    code: Option<u16>,
+    text: String,
+}
+
+impl ErrorFacts {
+    fn of(e: &SmtpError) -> Self {
+        Self {
+            timeout: e.is_timeout(),
+            tls: e.is_tls(),
+            client: e.is_client(),
+            code: e.status().and_then(|c| c.to_string().parse().ok()),
+            text: describe(e),
+        }
+    }
+}
+
 fn map_error(stage: Stage, endpoint: &Endpoint, e: &SmtpError) -> SendError {
-    let at = format!("{}:{}", endpoint.host, endpoint.port);
-    let what = describe(e);
-    if e.is_timeout() {
+    classify(
+        stage,
+        &format!("{}:{}", endpoint.host, endpoint.port),
+        &ErrorFacts::of(e),
+    )
+}
+
+/// The `send-error` for a failed step: what should happen next.
+fn classify(stage: Stage, at: &str, facts: &ErrorFacts) -> SendError {
+    let what = &facts.text;
+    if facts.timeout {
         return temporary(format!("timed out {} {at}: {what}", stage.doing()));
     }
-    if e.is_tls() || stage == Stage::Tls {
+    if facts.tls || stage == Stage::Tls {
         return SendError::InvalidSettings(format!(
             "TLS with {at} failed: {what}; if the server's certificate comes from a private CA, \
              trust it with ca_file"
         ));
     }
-    if let Some(code) = e.status() {
-        let code = code.to_string();
-        if code == "530" || (stage == Stage::Auth && e.is_permanent()) {
+    if let Some(code) = facts.code {
+        if code == 530 || (stage == Stage::Auth && code >= 500) {
             return SendError::AuthFailed(format!("{at} refused the login: {what}"));
         }
-        if e.is_transient() {
+        if (400..500).contains(&code) {
             return temporary(format!("{at} answered {what}"));
         }
         return SendError::Rejected(format!("{at} answered {what}"));
     }
-    if e.is_client() {
+    if facts.client {
         if stage == Stage::Auth {
             return SendError::InvalidSettings(format!(
                 "{at} offers no login method scan2x-mail supports (PLAIN, LOGIN): {what}"
@@ -402,4 +433,91 @@ async fn transfer(
         refused,
         reply: reply_text(&reply),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn reply(code: u16) -> ErrorFacts {
+        ErrorFacts {
+            code: Some(code),
+            text: format!("{code} something"),
+            ..ErrorFacts::default()
+        }
+    }
+
+    fn kind(e: &SendError) -> &'static str {
+        match e {
+            SendError::InvalidSettings(_) => "invalid-settings",
+            SendError::InvalidMessage(_) => "invalid-message",
+            SendError::AuthFailed(_) => "auth-failed",
+            SendError::Rejected(_) => "rejected",
+            SendError::Temporary(_) => "temporary",
+            SendError::Denied(_) => "denied",
+        }
+    }
+
+    #[test]
+    fn replies_map_to_what_to_do_next() {
+        let cases = [
+            (Stage::Mail, reply(451), "temporary"),
+            (Stage::Data, reply(452), "temporary"),
+            (Stage::Mail, reply(550), "rejected"),
+            (Stage::Data, reply(554), "rejected"),
+            (Stage::Auth, reply(535), "auth-failed"),
+            (Stage::Auth, reply(454), "temporary"),
+            (Stage::Mail, reply(530), "auth-failed"),
+        ];
+        for (stage, facts, expected) in cases {
+            assert_eq!(
+                kind(&classify(stage, "mx:587", &facts)),
+                expected,
+                "{stage:?} {facts:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn network_failures_are_temporary_and_tls_failures_point_at_ca_file() {
+        let refused = ErrorFacts {
+            text: "Connection refused".into(),
+            ..ErrorFacts::default()
+        };
+        assert_eq!(
+            kind(&classify(Stage::Connect, "mx:587", &refused)),
+            "temporary"
+        );
+        let timeout = ErrorFacts {
+            timeout: true,
+            ..ErrorFacts::default()
+        };
+        assert_eq!(
+            kind(&classify(Stage::Data, "mx:587", &timeout)),
+            "temporary"
+        );
+        let tls = ErrorFacts {
+            tls: true,
+            text: "invalid peer certificate: UnknownIssuer".into(),
+            ..ErrorFacts::default()
+        };
+        let e = classify(Stage::Tls, "mx:587", &tls);
+        assert!(
+            matches!(&e, SendError::InvalidSettings(m) if m.contains("ca_file")),
+            "{e:?}"
+        );
+    }
+
+    #[test]
+    fn no_supported_login_method_is_a_settings_problem() {
+        let facts = ErrorFacts {
+            client: true,
+            text: "No compatible authentication mechanism was found".into(),
+            ..ErrorFacts::default()
+        };
+        assert_eq!(
+            kind(&classify(Stage::Auth, "mx:587", &facts)),
+            "invalid-settings"
+        );
+    }
 }

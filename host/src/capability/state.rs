@@ -11,10 +11,13 @@ use crate::wit::state::Host;
 const MAX_ENTRIES_PER_SENDER: usize = 64;
 const MAX_VALUE_BYTES: usize = 64 * 1024;
 
+/// (sender, key) → (value, expiry).
+type Entries = HashMap<(String, String), (Vec<u8>, Instant)>;
+
 /// Shared by all senders of a process; keys are private to each sender.
 #[derive(Debug, Default)]
 pub struct StateStore {
-    entries: Mutex<HashMap<(String, String), (Vec<u8>, Instant)>>,
+    entries: Mutex<Entries>,
 }
 
 impl StateStore {

@@ -72,10 +72,11 @@ impl ArtifactCache {
         wasm_sha256: &str,
     ) -> wasmtime::Result<(Component, CacheOutcome)> {
         let entry = self.entry(engine, wasm_sha256);
-        if let Some(path) = &entry {
-            if let Some(component) = self.read(engine, label, path) {
-                return Ok((component, CacheOutcome::Loaded));
-            }
+        if let Some(component) = entry
+            .as_ref()
+            .and_then(|path| self.read(engine, label, path))
+        {
+            return Ok((component, CacheOutcome::Loaded));
         }
         let started = Instant::now();
         let component = Component::new(engine, wasm)?;
