@@ -1,0 +1,24 @@
+//! End-to-end tests of `scan2x-mail`: the real binary, its built-in SMTP plugin, and real mail
+//! servers on 127.0.0.1 — the project's own aiosmtpd test server (`tests/servers/`).
+//!
+//! | module | claims about |
+//! |---|---|
+//! | [`send`] | `send`: what arrives at the server, per-recipient refusals, exit codes |
+//! | [`test_settings`] | `test` ("Test SMTP Settings"): success sends nothing; auth, network and TLS failures |
+//! | [`settings`] | settings-file errors: exit 3, the key and the line named |
+//! | [`plugins`] | `plugins`: the built-in SMTP plugin and its settings |
+//! | [`cache`] | precompiled plugins: compiled once, then loaded |
+//! | [`secrets`] | passwords from a file or the environment never reach any output |
+//!
+//! One test binary with submodules, so the binary is built once. Tests must never talk to
+//! anything but 127.0.0.1, and never rely on the user's own settings or cache. Tests that need
+//! the Python server say `SKIPPED` when aiosmtpd is missing (and fail under CI).
+
+mod support;
+
+mod cache;
+mod plugins;
+mod secrets;
+mod send;
+mod settings;
+mod test_settings;

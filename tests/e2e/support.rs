@@ -1,0 +1,91 @@
+//! What every end-to-end test stands on: throw-away certificates, free loopback ports, the
+//! project's own SMTP test server, and a runner for the real `scan2x-mail` binary.
+//!
+//! | module | gives a test |
+//! |---|---|
+//! | [`certs`] | a test CA and a `localhost`/127.0.0.1 leaf signed by it, as PEM files |
+//! | [`ports`] | free 127.0.0.1 ports |
+//! | [`smtp_server`] | `tests/servers/smtp_server.py` started and stopped, what it received and heard |
+//! | [`sender`] | the settings file of an SMTP sender that works against the test server |
+//! | [`binary`] | `scan2x-mail` run with a settings file, a private cache and a timeout; its output checked for secrets |
+//!
+//! The support code never talks to anything but 127.0.0.1 and never reads the user's own
+//! settings, cache or environment-provided configuration: every run gets its own files.
+
+pub mod binary;
+pub mod certs;
+pub mod ports;
+pub mod sender;
+pub mod smtp_server;
+
+pub use binary::Scan2xMail;
+pub use sender::{FROM, PASSWORD, PASSWORD_ENV, Password, SmtpSender, USER};
+pub use smtp_server::{SmtpServer, SmtpServerOptions};
+
+/// Tell the person running the tests that `test` was skipped, and why. Written to the real
+/// stderr, not through `eprintln!`, which the test harness captures and shows only on failure.
+pub fn say_skipped(test: &str, why: &str) {
+    use std::io::Write;
+    let _ = writeln!(
+        std::io::stderr(),
+        "\n==========\nSKIPPED: {test}: {why}\n==========\n"
+    );
+}
+
+/// Quote `value` as a TOML basic string (paths in settings files).
+pub fn toml_string(value: &str) -> String {
+    let mut out = String::with_capacity(value.len() + 2);
+    out.push('"');
+    for c in value.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            c if c.is_control() => out.push_str(&format!("\\u{:04X}", c as u32)),
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}
+
+/// Standard base64 (with padding): how a password would look inside an SMTP AUTH exchange.
+pub fn base64(bytes: &[u8]) -> String {
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
+    for chunk in bytes.chunks(3) {
+        let n = chunk.len();
+        let b = [
+            chunk[0],
+            *chunk.get(1).unwrap_or(&0),
+            *chunk.get(2).unwrap_or(&0),
+        ];
+        let v = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
+        for i in 0..4 {
+            if i <= n {
+                out.push(ALPHABET[((v >> (18 - 6 * i)) & 63) as usize] as char);
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn base64_matches_the_rfc_4648_test_vectors() {
+    let vectors = [
+        ("", ""),
+        ("f", "Zg=="),
+        ("fo", "Zm8="),
+        ("foo", "Zm9v"),
+        ("foob", "Zm9vYg=="),
+        ("fooba", "Zm9vYmE="),
+        ("foobar", "Zm9vYmFy"),
+    ];
+    for (plain, encoded) in vectors {
+        assert_eq!(base64(plain.as_bytes()), encoded);
+    }
+}

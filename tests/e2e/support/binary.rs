@@ -1,0 +1,214 @@
+//! Runs the real `scan2x-mail` binary the way a user would, each time with this test's own
+//! settings file (`--config`) and its own precompiled-plugin cache (`--cache-dir`), in a temp
+//! directory that is also the working directory.
+//!
+//! Every run is checked for leaked secrets: each password registered with [`Scan2xMail::secret`]
+//! or [`Scan2xMail::credentials`] must appear in neither stdout nor stderr, in clear or in the
+//! base64 form it takes inside an SMTP AUTH exchange. A test can't forget that check: it is
+//! part of [`Scan2xMail::run`].
+//!
+//! A run never inherits the user's scan2x-mail configuration from the environment, and never
+//! hangs a test: it is killed after [`RUN_TIMEOUT`].
+
+use std::ffi::OsStr;
+use std::fmt;
+use std::fs;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use tempfile::TempDir;
+
+use super::base64;
+
+const BINARY: &str = env!("CARGO_BIN_EXE_scan2x-mail");
+pub const RUN_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// Environment the binary would otherwise read instead of this test's files.
+const CLEARED_ENV: &[&str] = &[
+    "SCAN2X_MAIL_CONFIG",
+    "SCAN2X_MAIL_CACHE_DIR",
+    "SMTP_PASSWORD",
+    "RUST_LOG",
+];
+
+pub struct Scan2xMail {
+    dir: TempDir,
+    env: Vec<(String, String)>,
+    secrets: Vec<String>,
+}
+
+/// What one run of the binary did.
+pub struct Run {
+    pub command: String,
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Scan2xMail {
+    /// A fresh temp directory holding `settings.toml` with `settings` and an empty cache.
+    pub fn new(settings: &str) -> Scan2xMail {
+        let dir = tempfile::Builder::new()
+            .prefix("scan2x-e2e-")
+            .tempdir()
+            .expect("create a temp dir for the run");
+        fs::write(dir.path().join("settings.toml"), settings).unwrap();
+        fs::create_dir(dir.path().join("cache")).unwrap();
+        Scan2xMail {
+            dir,
+            env: Vec::new(),
+            secrets: Vec::new(),
+        }
+    }
+
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    pub fn settings_path(&self) -> PathBuf {
+        self.dir().join("settings.toml")
+    }
+
+    pub fn cache_dir(&self) -> PathBuf {
+        self.dir().join("cache")
+    }
+
+    /// Write a file next to the settings (a password file, a body, an attachment).
+    pub fn write_file(&self, name: &str, contents: impl AsRef<[u8]>) -> PathBuf {
+        let path = self.dir().join(name);
+        fs::write(&path, contents).unwrap();
+        path
+    }
+
+    /// Set an environment variable for every run.
+    pub fn env(mut self, key: &str, value: &str) -> Self {
+        self.env.push((key.to_string(), value.to_string()));
+        self
+    }
+
+    /// A value that must never appear in any output, in clear or base64.
+    pub fn secret(mut self, value: &str) -> Self {
+        self.secrets.push(value.to_string());
+        self.secrets.push(base64(value.as_bytes()));
+        self
+    }
+
+    /// A username and password: the password is a secret, and so is the AUTH PLAIN blob that
+    /// carries both (`base64("\0user\0password")`).
+    pub fn credentials(self, username: &str, password: &str) -> Self {
+        let plain_blob = base64(format!("\0{username}\0{password}").as_bytes());
+        let mut this = self.secret(password);
+        this.secrets.push(plain_blob);
+        this
+    }
+
+    /// Run `scan2x-mail --config settings.toml --cache-dir cache ARGS…`, wait at most
+    /// [`RUN_TIMEOUT`], and check that no secret leaked into its output.
+    pub fn run<I, S>(&self, args: I) -> Run
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<OsStr>,
+    {
+        let args: Vec<_> = args
+            .into_iter()
+            .map(|a| a.as_ref().to_os_string())
+            .collect();
+        let mut command = Command::new(BINARY);
+        command
+            .arg("--config")
+            .arg(self.settings_path())
+            .arg("--cache-dir")
+            .arg(self.cache_dir())
+            .args(&args)
+            .current_dir(self.dir())
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        for key in CLEARED_ENV {
+            command.env_remove(key);
+        }
+        for (key, value) in &self.env {
+            command.env(key, value);
+        }
+        let shown = format!(
+            "scan2x-mail {}",
+            args.iter()
+                .map(|a| a.to_string_lossy().into_owned())
+                .collect::<Vec<_>>()
+                .join(" ")
+        );
+
+        let mut child = command
+            .spawn()
+            .unwrap_or_else(|e| panic!("start {BINARY}: {e}"));
+        let mut stdout = child.stdout.take().unwrap();
+        let mut stderr = child.stderr.take().unwrap();
+        let out = std::thread::spawn(move || {
+            let mut buf = Vec::new();
+            let _ = stdout.read_to_end(&mut buf);
+            buf
+        });
+        let err = std::thread::spawn(move || {
+            let mut buf = Vec::new();
+            let _ = stderr.read_to_end(&mut buf);
+            buf
+        });
+        let deadline = Instant::now() + RUN_TIMEOUT;
+        let status = loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                break status;
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                let stderr = String::from_utf8_lossy(&err.join().unwrap()).into_owned();
+                panic!("`{shown}` did not finish within {RUN_TIMEOUT:?}; stderr:\n{stderr}");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        let run = Run {
+            command: shown,
+            code: status
+                .code()
+                .unwrap_or_else(|| panic!("scan2x-mail was killed by a signal: {status}")),
+            stdout: String::from_utf8_lossy(&out.join().unwrap()).into_owned(),
+            stderr: String::from_utf8_lossy(&err.join().unwrap()).into_owned(),
+        };
+        for (i, secret) in self.secrets.iter().enumerate() {
+            assert!(
+                !run.stdout.contains(secret.as_str()) && !run.stderr.contains(secret.as_str()),
+                "secret #{i} ({secret:?}) leaked into the output of {run}"
+            );
+        }
+        run
+    }
+}
+
+impl Run {
+    /// Assert the exit code, showing the whole run when it differs.
+    #[track_caller]
+    pub fn assert_code(&self, expected: i32) -> &Self {
+        assert_eq!(self.code, expected, "unexpected exit code from {self}");
+        self
+    }
+
+    /// stdout parsed as one JSON value.
+    #[track_caller]
+    pub fn json(&self) -> Value {
+        serde_json::from_str(&self.stdout)
+            .unwrap_or_else(|e| panic!("stdout is not JSON ({e}) in {self}"))
+    }
+}
+
+impl fmt::Display for Run {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "`{}` (exit {})\n--- stdout\n{}\n--- stderr\n{}\n---",
+            self.command, self.code, self.stdout, self.stderr
+        )
+    }
+}

@@ -1,0 +1,75 @@
+//! `cargo xtask <task>`: the project's build, test and demo tasks, in Rust so they need nothing
+//! but cargo (the rust-analyzer xtask pattern; the alias lives in `.cargo/config.toml`).
+//!
+//! | task | module | does |
+//! |---|---|---|
+//! | `build` | [`build`] | the release binary with the default plugins embedded |
+//! | `test`  | [`test`]  | every test, with a Python that has aiosmtpd for the mail-server tests |
+//! | `demo`  | [`demo`]  | a scan sent through the built-in SMTP plugin to a loopback server |
+//!
+//! This file only parses arguments and dispatches. xtask keeps few dependencies so it builds
+//! fast, and it never installs anything outside the rustup toolchain and `target/`.
+
+mod build;
+mod certs;
+mod demo;
+mod process;
+mod python;
+mod smtp_server;
+mod test;
+mod toolchain;
+
+use std::process::ExitCode;
+
+const HELP: &str = "\
+Project tasks for scan2x-mail.
+
+Usage: cargo xtask <TASK> [ARGS...]
+
+Tasks:
+  build         Add the wasm32-wasip2 target if it is missing, build scan2x-mail in release
+                mode (its build script builds the default plugins and embeds them), and print
+                where the binary is.
+  test [ARGS]   Add the wasm32-wasip2 target if it is missing, make the test Python
+                (target/test-python, a venv with aiosmtpd), then run
+                `cargo test --workspace [ARGS]` with SCAN2X_TEST_PYTHON pointing at it.
+                ARGS go to cargo test, e.g. `cargo xtask test -- send`.
+  demo          Build scan2x-mail, start the project's SMTP test server on 127.0.0.1 with a
+                throw-away CA, and send a generated PDF scan through the built-in SMTP plugin:
+                plugins, check, test, send; then show what the server received.
+  help          Print this text (also -h, --help).
+";
+
+fn main() -> ExitCode {
+    let mut args = std::env::args().skip(1);
+    let task = args.next();
+    let rest: Vec<String> = args.collect();
+    let result = match task.as_deref() {
+        Some("build") if rest.is_empty() => build::run(),
+        Some("test") => test::run(&rest),
+        Some("demo") if rest.is_empty() => demo::run(),
+        Some("help" | "-h" | "--help") => {
+            print!("{HELP}");
+            return ExitCode::SUCCESS;
+        }
+        Some(task @ ("build" | "demo")) => {
+            eprintln!("error: `{task}` takes no arguments\n\n{HELP}");
+            return ExitCode::from(2);
+        }
+        Some(other) => {
+            eprintln!("error: unknown task `{other}`\n\n{HELP}");
+            return ExitCode::from(2);
+        }
+        None => {
+            eprint!("{HELP}");
+            return ExitCode::from(2);
+        }
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("xtask: error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
