@@ -4,6 +4,8 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
+use crate::message::{AttachmentSpec, Draft, JobDraft, event_name};
+use crate::outcome::{Failure, FailureKind};
 use crate::wit::types::EventKind;
 
 /// Send the scanning product's email through sandboxed sender plugins (SMTP, Microsoft Graph,
@@ -60,22 +62,73 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// Send one email
+    /// Send one email; prints the sender used, why, and the server's receipt
     Send(Box<SendArgs>),
+    /// Say which sender would carry an email, and why, without sending it (takes the same
+    /// options as `send`; only the routing ones matter)
+    Route(Box<SendArgs>),
 }
 
+/// What decides the sender: shared by `send` and `route`.
 #[derive(Debug, Args)]
-pub struct SendArgs {
+pub struct RouteArgs {
     /// Use this sender instead of letting the settings choose
     #[arg(long, value_name = "NAME")]
     pub sender: Option<String>,
 
-    /// Why the email is sent
-    #[arg(long, value_enum, default_value_t = Event::JobOutput)]
-    pub event: Event,
+    /// Why the email is sent [default: job-output]
+    #[arg(long, value_enum)]
+    pub event: Option<Event>,
+
+    /// The name of the job the email comes from
+    #[arg(long, value_name = "NAME")]
+    pub job: Option<String>,
+
+    /// The sender named in the job's source settings (used if it has allow_job_source)
+    #[arg(long, value_name = "SENDER")]
+    pub job_source: Option<String>,
+
+    /// A recipient from the job configuration, added to To; only senders with
+    /// allow_job_recipients may carry such an email (repeatable)
+    #[arg(long, value_name = "ADDR")]
+    pub job_recipient: Vec<String>,
+
+    /// Read the email from a JSON file (see the README); the other options add to it or
+    /// override it
+    #[arg(long, value_name = "FILE")]
+    pub message: Option<PathBuf>,
+
+    /// Print the result as JSON on stdout
+    #[arg(long)]
+    pub json: bool,
+}
+
+impl RouteArgs {
+    /// What these options say about the email.
+    pub fn draft(&self) -> Draft {
+        let job =
+            (self.job.is_some() || self.job_source.is_some() || !self.job_recipient.is_empty())
+                .then(|| JobDraft {
+                    name: self.job.clone(),
+                    source_sender: self.job_source.clone(),
+                    recipients: self.job_recipient.clone(),
+                });
+        Draft {
+            event: self.event.map(|e| event_name(e.into()).to_string()),
+            sender: self.sender.clone(),
+            job,
+            ..Draft::default()
+        }
+    }
+}
+
+#[derive(Debug, Args)]
+pub struct SendArgs {
+    #[command(flatten)]
+    pub route: RouteArgs,
 
     /// A recipient: `user@example.com` or `Name <user@example.com>` (repeatable)
-    #[arg(long, value_name = "ADDR", required = true)]
+    #[arg(long, value_name = "ADDR")]
     pub to: Vec<String>,
 
     /// A Cc recipient (repeatable)
@@ -95,7 +148,7 @@ pub struct SendArgs {
     pub from: Option<String>,
 
     #[arg(long)]
-    pub subject: String,
+    pub subject: Option<String>,
 
     /// The plain-text body
     #[arg(long, conflicts_with = "text_file")]
@@ -112,10 +165,47 @@ pub struct SendArgs {
     /// Attach a file; its type comes from its extension (repeatable)
     #[arg(long, value_name = "FILE")]
     pub attach: Vec<PathBuf>,
+}
 
-    /// Print the result as JSON on stdout
-    #[arg(long)]
-    pub json: bool,
+impl SendArgs {
+    /// The email as these options and the `--message` file describe it.
+    pub fn draft(&self) -> Result<Draft, Failure> {
+        let read = |path: &PathBuf| {
+            std::fs::read_to_string(path).map_err(|e| {
+                Failure::new(
+                    FailureKind::InvalidMessage,
+                    format!("cannot read {}: {e}", path.display()),
+                )
+            })
+        };
+        let file = match &self.route.message {
+            Some(path) => Draft::from_file(path)?,
+            None => Draft::default(),
+        };
+        let text = match (&self.text, &self.text_file) {
+            (Some(text), _) => Some(text.clone()),
+            (None, Some(path)) => Some(read(path)?),
+            (None, None) => None,
+        };
+        let flags = Draft {
+            from: self.from.clone(),
+            to: self.to.clone(),
+            cc: self.cc.clone(),
+            bcc: self.bcc.clone(),
+            reply_to: self.reply_to.clone(),
+            subject: self.subject.clone(),
+            text,
+            html: self.html_file.as_ref().map(read).transpose()?,
+            attachments: self
+                .attach
+                .iter()
+                .cloned()
+                .map(AttachmentSpec::Path)
+                .collect(),
+            ..self.route.draft()
+        };
+        Ok(file.merge(flags))
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

@@ -12,11 +12,13 @@
 //! | [`capability`] | what the host lends plugins: `smtp`, `imap`, `http`, `log`, `state`, `secrets` |
 //! | [`gate`] | the one check every network capability makes |
 //! | [`router`] | which sender carries an email, and why |
-//! | [`message`] | building a message from files and addresses |
+//! | [`dispatch`] | sending along a routing decision, with failover |
+//! | [`message`] | an email from flags or a JSON file: addresses, attachments, job context |
 //! | [`outcome`] | failure kinds and the exit codes they map to |
 
 pub mod capability;
 pub mod cli;
+pub mod dispatch;
 pub mod gate;
 pub mod message;
 pub mod outcome;

@@ -11,14 +11,15 @@ use clap::Parser;
 use serde_json::{Value, json};
 
 use scan2x_mail::cli::{Cli, Command, SendArgs};
-use scan2x_mail::message::{event_name, new_message_id, parse_mailbox, read_attachment};
+use scan2x_mail::dispatch;
+use scan2x_mail::message::{Draft, event_name};
 use scan2x_mail::outcome::{Failure, FailureKind};
-use scan2x_mail::router::{self, Candidate};
+use scan2x_mail::router::{self, Candidate, Decision, Request};
 use scan2x_mail::runtime::{Limits, Plugin, Runtime, Sender, cache};
 use scan2x_mail::secret::Redactor;
 use scan2x_mail::settings::{PluginRef, ResolvedValue, Settings, SettingsErrors};
 use scan2x_mail::wit::WIT_VERSION;
-use scan2x_mail::wit::types::{EventKind, Message, SettingDefault, SettingKind};
+use scan2x_mail::wit::types::{SettingDefault, SettingKind};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -40,7 +41,8 @@ fn main() -> ExitCode {
             Command::Plugins { json: true }
                 | Command::Check { json: true }
                 | Command::Test { json: true, .. }
-        ) || matches!(&cli.command, Command::Send(a) if a.json),
+        ) || matches!(&cli.command, Command::Send(a) if a.route.json)
+            || matches!(&cli.command, Command::Route(a) if a.route.json),
     };
     match runtime.block_on(app.run(cli)) {
         Ok(()) => ExitCode::SUCCESS,
@@ -132,6 +134,7 @@ impl App {
                 self.test(&runtime, &config, sender.as_deref(), json).await
             }
             Command::Send(args) => self.send(&runtime, &config, *args).await,
+            Command::Route(args) => self.route(&runtime, &config, *args).await,
         }
     }
 
@@ -141,7 +144,7 @@ impl App {
         &mut self,
         runtime: &Runtime,
         config: &std::path::Path,
-    ) -> Result<Vec<Sender>, Failure> {
+    ) -> Result<(Settings, Vec<Sender>), Failure> {
         let settings = Settings::load(config).map_err(settings_failure)?;
         let mut plugins: BTreeMap<(PluginRef, Option<String>), Result<Arc<Plugin>, String>> =
             BTreeMap::new();
@@ -171,7 +174,7 @@ impl App {
             }
         }
         if errors.is_empty() {
-            Ok(senders)
+            Ok((settings, senders))
         } else {
             Err(settings_failure(SettingsErrors(errors)))
         }
@@ -227,7 +230,7 @@ impl App {
         config: &std::path::Path,
         json: bool,
     ) -> Result<(), Failure> {
-        let senders = self.senders(runtime, config).await?;
+        let (_, senders) = self.senders(runtime, config).await?;
         if json {
             let list: Vec<Value> = senders
                 .iter()
@@ -292,7 +295,7 @@ impl App {
         name: Option<&str>,
         json: bool,
     ) -> Result<(), Failure> {
-        let senders = self.senders(runtime, config).await?;
+        let (_, senders) = self.senders(runtime, config).await?;
         let sender = match name {
             Some(name) => senders
                 .iter()
@@ -329,138 +332,235 @@ impl App {
         Ok(())
     }
 
-    async fn send(
-        &mut self,
-        runtime: &Runtime,
-        config: &std::path::Path,
-        args: SendArgs,
-    ) -> Result<(), Failure> {
-        let message = build_message(&args)?;
-        let senders = self.senders(runtime, config).await?;
+    /// Routes an email: the decision, or the failure that explains why no sender may carry it.
+    fn decide(senders: &[Sender], draft: &Draft) -> Result<Decision, Failure> {
         let candidates: Vec<Candidate<'_>> = senders
             .iter()
             .map(|s| Candidate {
                 name: &s.settings.name,
                 plugin_id: &s.plugin.info.id,
                 preferred: s.settings.preferred,
+                allow_job_source: s.settings.allow_job_source,
+                allow_job_recipients: s.settings.allow_job_recipients,
                 events: &s.plugin.info.events,
             })
             .collect();
-        let decision = router::choose(&candidates, message.event, args.sender.as_deref())?;
-        let sender = senders
+        let job = draft.job_context();
+        router::choose(
+            &candidates,
+            &Request {
+                event: draft.event()?,
+                explicit: draft.sender.as_deref(),
+                job: job.as_ref(),
+            },
+        )
+    }
+
+    async fn route(
+        &mut self,
+        runtime: &Runtime,
+        config: &std::path::Path,
+        args: SendArgs,
+    ) -> Result<(), Failure> {
+        let draft = args.draft()?;
+        let event = draft.event()?;
+        let (settings, senders) = self.senders(runtime, config).await?;
+        let decision = Self::decide(&senders, &draft)?;
+        let failover = settings.failover && !decision.explicit;
+        if args.route.json {
+            self.print_json(&json!({
+                "event": event_name(event),
+                "chosen": decision.chosen(),
+                "failover": failover,
+                "order": if failover { decision.order.clone() } else { vec![decision.chosen().to_string()] },
+                "senders": decision.verdicts.iter().map(|v| json!({
+                    "sender": v.sender,
+                    "plugin": v.plugin,
+                    "eligible": v.eligible,
+                    "reason": v.reason,
+                })).collect::<Vec<_>>(),
+            }));
+            return Ok(());
+        }
+        let mut rows = vec![[
+            "SENDER".to_string(),
+            "PLUGIN".into(),
+            "ELIGIBLE".into(),
+            "REASON".into(),
+        ]];
+        for v in &decision.verdicts {
+            rows.push([
+                v.sender.clone(),
+                v.plugin.clone(),
+                if v.eligible {
+                    "yes".into()
+                } else {
+                    "no".into()
+                },
+                v.reason.clone(),
+            ]);
+        }
+        self.print(&format!("event: {}", event_name(event)));
+        self.print(&table(&rows));
+        let mut last = format!("chosen: {}", decision.chosen());
+        if failover && decision.order.len() > 1 {
+            last.push_str(&format!(
+                "; on a temporary failure then: {}",
+                decision.order[1..].join(", ")
+            ));
+        }
+        self.print(&last);
+        Ok(())
+    }
+
+    async fn send(
+        &mut self,
+        runtime: &Runtime,
+        config: &std::path::Path,
+        args: SendArgs,
+    ) -> Result<(), Failure> {
+        let prepared = args.draft()?.prepare()?;
+        let message = &prepared.message;
+        let (settings, senders) = self.senders(runtime, config).await?;
+        let draft_for_routing = Draft {
+            event: Some(event_name(message.event).to_string()),
+            sender: prepared.sender.clone(),
+            job: prepared
+                .job
+                .as_ref()
+                .map(|j| scan2x_mail::message::JobDraft {
+                    name: j.name.clone(),
+                    source_sender: j.source_sender.clone(),
+                    recipients: j.recipients.clone(),
+                }),
+            ..Draft::default()
+        };
+        let decision = Self::decide(&senders, &draft_for_routing)?;
+        let attempts =
+            dispatch::deliver(runtime, &senders, &decision, settings.failover, message).await;
+        let last = attempts
+            .last()
+            .expect("the decision names at least one sender");
+        let attempts_json: Vec<Value> = attempts
             .iter()
-            .find(|s| s.settings.name == decision.chosen)
-            .expect("the router chooses among the senders");
-        let why = decision
-            .verdicts
-            .iter()
-            .find(|v| v.sender == decision.chosen)
-            .map(|v| v.reason.clone())
-            .unwrap_or_default();
-        tracing::info!("sending through '{}' ({why})", sender.settings.name);
-        let result = runtime.send(sender, &message).await;
-        let receipt = match result {
-            Ok(receipt) => receipt,
-            Err(e) => {
-                let mut failure = Failure::from(e);
-                failure.message = format!(
-                    "sender '{}' ({}): {}",
-                    sender.settings.name, sender.plugin.info.id, failure.message
-                );
-                if args.json {
-                    let mut error = json!({ "kind": failure.kind.as_str(), "message": self.redactor.redact(&failure.message) });
+            .map(|a| match &a.result {
+                Ok(r) => json!({ "sender": a.sender, "plugin": a.plugin, "result": "sent", "detail": r.detail }),
+                Err(f) => json!({ "sender": a.sender, "plugin": a.plugin, "result": f.kind.as_str(), "detail": f.message }),
+            })
+            .collect();
+        let job_json = prepared.job.as_ref().map(|j| {
+            json!({ "name": j.name, "source_sender": j.source_sender, "recipients": j.recipients })
+        });
+        match &last.result {
+            Ok(receipt) => {
+                if args.route.json {
+                    self.print_json(&json!({
+                        "sender": last.sender,
+                        "plugin": last.plugin,
+                        "event": event_name(message.event),
+                        "job": job_json,
+                        "message_id": message.message_id,
+                        "receipt": {
+                            "provider_id": receipt.provider_id,
+                            "accepted": receipt.accepted,
+                            "refused": receipt.refused.iter().map(|r| json!({ "address": r.address, "reason": r.reason })).collect::<Vec<_>>(),
+                            "detail": receipt.detail,
+                        },
+                        "attempts": attempts_json,
+                    }));
+                } else {
+                    for a in &attempts[..attempts.len() - 1] {
+                        if let Err(f) = &a.result {
+                            self.print(&format!(
+                                "tried '{}' ({}): {}: {}",
+                                a.sender,
+                                a.plugin,
+                                f.kind.as_str(),
+                                f.message
+                            ));
+                        }
+                    }
+                    self.print(&format!(
+                        "sent through '{}' ({}; {})",
+                        last.sender,
+                        last.plugin,
+                        decision.reason_for(&last.sender)
+                    ));
+                    self.print(&format!("  message-id: <{}>", message.message_id));
+                    if let Some(id) = &receipt.provider_id {
+                        self.print(&format!("  provider id: {id}"));
+                    }
+                    self.print(&format!("  accepted: {}", receipt.accepted.join(", ")));
+                    for r in &receipt.refused {
+                        self.print(&format!("  refused: {} ({})", r.address, r.reason));
+                    }
+                    self.print(&format!("  server: {}", receipt.detail));
+                }
+                Ok(())
+            }
+            Err(failure) => {
+                let mut failure = failure.clone();
+                if args.route.json {
+                    let mut error =
+                        json!({ "kind": failure.kind.as_str(), "message": failure.message });
                     if let Some(secs) = failure.retry_after_secs {
                         error["retry_after_secs"] = json!(secs);
                     }
                     self.print_json(&json!({
-                        "sender": sender.settings.name,
-                        "plugin": sender.plugin.info.id,
+                        "sender": last.sender,
+                        "plugin": last.plugin,
                         "message_id": message.message_id,
                         "error": error,
+                        "attempts": attempts_json,
                     }));
-                    self.json = false;
                     // Printed already; keep stderr to one line.
-                    failure.message =
-                        format!("{} ({})", failure.kind.as_str(), sender.settings.name);
+                    self.json = false;
+                    failure.message = format!("{} ({})", failure.kind.as_str(), last.sender);
+                } else {
+                    let tried: Vec<String> = attempts
+                        .iter()
+                        .map(|a| match &a.result {
+                            Ok(_) => format!("'{}' sent", a.sender),
+                            Err(f) => format!(
+                                "'{}' ({}): {}: {}",
+                                a.sender,
+                                a.plugin,
+                                f.kind.as_str(),
+                                f.message
+                            ),
+                        })
+                        .collect();
+                    failure.message = tried.join("\n");
                 }
-                return Err(failure);
+                Err(failure)
             }
-        };
-        if args.json {
-            self.print_json(&json!({
-                "sender": sender.settings.name,
-                "plugin": sender.plugin.info.id,
-                "event": event_name(message.event),
-                "message_id": message.message_id,
-                "receipt": {
-                    "provider_id": receipt.provider_id,
-                    "accepted": receipt.accepted,
-                    "refused": receipt.refused.iter().map(|r| json!({ "address": r.address, "reason": r.reason })).collect::<Vec<_>>(),
-                    "detail": receipt.detail,
-                },
-            }));
-        } else {
-            self.print(&format!(
-                "sent through '{}' ({}; {why})",
-                sender.settings.name, sender.plugin.info.id
-            ));
-            self.print(&format!("  message-id: <{}>", message.message_id));
-            if let Some(id) = &receipt.provider_id {
-                self.print(&format!("  provider id: {id}"));
-            }
-            self.print(&format!("  accepted: {}", receipt.accepted.join(", ")));
-            for r in &receipt.refused {
-                self.print(&format!("  refused: {} ({})", r.address, r.reason));
-            }
-            self.print(&format!("  server: {}", receipt.detail));
         }
-        Ok(())
     }
+}
+
+/// Left-aligned columns; the last column is not padded.
+fn table(rows: &[[String; 4]]) -> String {
+    let mut widths = [0usize; 3];
+    for row in rows {
+        for (w, cell) in widths.iter_mut().zip(row.iter()) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    rows.iter()
+        .map(|row| {
+            let mut line = String::new();
+            for (w, cell) in widths.iter().zip(row.iter()) {
+                line.push_str(&format!("{cell:<w$}  "));
+            }
+            line.push_str(&row[3]);
+            line
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
 }
 
 fn settings_failure(errors: SettingsErrors) -> Failure {
     Failure::new(FailureKind::InvalidSettings, errors.to_string())
-}
-
-fn build_message(args: &SendArgs) -> Result<Message, Failure> {
-    let list = |items: &[String]| {
-        items
-            .iter()
-            .map(|a| parse_mailbox(a))
-            .collect::<Result<Vec<_>, _>>()
-    };
-    let read = |path: &PathBuf| {
-        std::fs::read_to_string(path).map_err(|e| {
-            Failure::new(
-                FailureKind::InvalidMessage,
-                format!("cannot read {}: {e}", path.display()),
-            )
-        })
-    };
-    let text_body = match (&args.text, &args.text_file) {
-        (Some(text), _) => Some(text.clone()),
-        (None, Some(path)) => Some(read(path)?),
-        (None, None) => None,
-    };
-    let html_body = args.html_file.as_ref().map(read).transpose()?;
-    let attachments = args
-        .attach
-        .iter()
-        .map(|p| read_attachment(p))
-        .collect::<Result<Vec<_>, _>>()?;
-    Ok(Message {
-        event: EventKind::from(args.event),
-        message_id: new_message_id(),
-        from: args.from.as_deref().map(parse_mailbox).transpose()?,
-        to: list(&args.to)?,
-        cc: list(&args.cc)?,
-        bcc: list(&args.bcc)?,
-        reply_to: list(&args.reply_to)?,
-        subject: args.subject.clone(),
-        text_body,
-        html_body,
-        attachments,
-    })
 }
 
 fn kind_name(kind: SettingKind) -> &'static str {

@@ -2,10 +2,223 @@
 //! Everything here is checked before a plugin sees it: addresses parse as addr-specs, files are
 //! readable, content types are guessed from file names.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
 
 use crate::outcome::{Failure, FailureKind};
-use crate::wit::types::{Attachment, EventKind, Mailbox};
+use crate::router::JobContext;
+use crate::wit::types::{Attachment, EventKind, Mailbox, Message};
+
+/// An attachment to read: a path, with an optional name and type to use instead of the file's.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(untagged)]
+pub enum AttachmentSpec {
+    Path(PathBuf),
+    #[serde(rename_all = "snake_case")]
+    Detailed {
+        path: PathBuf,
+        filename: Option<String>,
+        content_type: Option<String>,
+    },
+}
+
+/// Everything a caller says about one email, from the command line, a `--message` JSON file, or
+/// both (lists add up; the command line's single values win).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "snake_case")]
+pub struct Draft {
+    /// `job-output`, `saved-scan-copy`, `pin-request` or `queue-notification`.
+    pub event: Option<String>,
+    /// A sender to use instead of letting the settings choose.
+    pub sender: Option<String>,
+    pub from: Option<String>,
+    #[serde(default)]
+    pub to: Vec<String>,
+    #[serde(default)]
+    pub cc: Vec<String>,
+    #[serde(default)]
+    pub bcc: Vec<String>,
+    #[serde(default)]
+    pub reply_to: Vec<String>,
+    pub subject: Option<String>,
+    pub text: Option<String>,
+    pub html: Option<String>,
+    #[serde(default)]
+    pub attachments: Vec<AttachmentSpec>,
+    pub job: Option<JobDraft>,
+}
+
+/// The job an email comes from.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "snake_case")]
+pub struct JobDraft {
+    pub name: Option<String>,
+    /// The sender named in the job's source settings.
+    pub source_sender: Option<String>,
+    /// Recipients defined in the job configuration; they are added to To.
+    #[serde(default)]
+    pub recipients: Vec<String>,
+}
+
+/// A checked email, ready to route and send.
+#[derive(Debug)]
+pub struct Prepared {
+    pub message: Message,
+    pub job: Option<JobContext>,
+    pub sender: Option<String>,
+}
+
+impl Draft {
+    /// Reads a `--message` file; relative attachment paths are taken from the file's folder.
+    pub fn from_file(path: &Path) -> Result<Self, Failure> {
+        let bad = |why: String| {
+            Failure::new(
+                FailureKind::InvalidMessage,
+                format!("{}: {why}", path.display()),
+            )
+        };
+        let text =
+            std::fs::read_to_string(path).map_err(|e| bad(format!("cannot read it: {e}")))?;
+        let mut draft: Draft = serde_json::from_str(&text).map_err(|e| bad(e.to_string()))?;
+        let base = path.parent().unwrap_or(Path::new(""));
+        for a in &mut draft.attachments {
+            let p = match a {
+                AttachmentSpec::Path(p) | AttachmentSpec::Detailed { path: p, .. } => p,
+            };
+            if p.is_relative() {
+                *p = base.join(&*p);
+            }
+        }
+        Ok(draft)
+    }
+
+    /// Adds what `other` says: its lists after ours, its single values over ours.
+    pub fn merge(mut self, other: Draft) -> Draft {
+        fn over<T>(mine: &mut Option<T>, theirs: Option<T>) {
+            if theirs.is_some() {
+                *mine = theirs;
+            }
+        }
+        over(&mut self.event, other.event);
+        over(&mut self.sender, other.sender);
+        over(&mut self.from, other.from);
+        over(&mut self.subject, other.subject);
+        over(&mut self.text, other.text);
+        over(&mut self.html, other.html);
+        self.to.extend(other.to);
+        self.cc.extend(other.cc);
+        self.bcc.extend(other.bcc);
+        self.reply_to.extend(other.reply_to);
+        self.attachments.extend(other.attachments);
+        if let Some(job) = other.job {
+            let mine = self.job.get_or_insert_with(JobDraft::default);
+            over(&mut mine.name, job.name);
+            over(&mut mine.source_sender, job.source_sender);
+            mine.recipients.extend(job.recipients);
+        }
+        self
+    }
+
+    pub fn event(&self) -> Result<EventKind, Failure> {
+        match self.event.as_deref() {
+            None => Ok(EventKind::JobOutput),
+            Some(name) => parse_event(name),
+        }
+    }
+
+    /// The job context for routing, without reading attachments.
+    pub fn job_context(&self) -> Option<JobContext> {
+        self.job.as_ref().map(|j| JobContext {
+            name: j.name.clone(),
+            source_sender: j.source_sender.clone(),
+            recipients: j.recipients.clone(),
+        })
+    }
+
+    /// Checks every address, reads the attachments, and assigns the Message-ID.
+    pub fn prepare(self) -> Result<Prepared, Failure> {
+        let event = self.event()?;
+        let job = self.job_context();
+        let list = |items: &[String]| {
+            items
+                .iter()
+                .map(|a| parse_mailbox(a))
+                .collect::<Result<Vec<_>, _>>()
+        };
+        let mut to = list(&self.to)?;
+        if let Some(job) = &job {
+            to.extend(list(&job.recipients)?);
+        }
+        if to.is_empty() && self.cc.is_empty() && self.bcc.is_empty() {
+            return Err(Failure::new(
+                FailureKind::InvalidMessage,
+                "the email has no recipients: give --to (or `to` in the message file)",
+            ));
+        }
+        let subject = self.subject.clone().ok_or_else(|| {
+            Failure::new(
+                FailureKind::InvalidMessage,
+                "the email has no subject: give --subject (or `subject` in the message file)",
+            )
+        })?;
+        let attachments = self
+            .attachments
+            .iter()
+            .map(|spec| match spec {
+                AttachmentSpec::Path(path) => read_attachment(path),
+                AttachmentSpec::Detailed {
+                    path,
+                    filename,
+                    content_type,
+                } => {
+                    let mut a = read_attachment(path)?;
+                    if let Some(name) = filename {
+                        a.filename = name.clone();
+                    }
+                    if let Some(kind) = content_type {
+                        a.content_type = kind.clone();
+                    }
+                    Ok(a)
+                }
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(Prepared {
+            message: Message {
+                event,
+                message_id: new_message_id(),
+                from: self.from.as_deref().map(parse_mailbox).transpose()?,
+                to,
+                cc: list(&self.cc)?,
+                bcc: list(&self.bcc)?,
+                reply_to: list(&self.reply_to)?,
+                subject,
+                text_body: self.text,
+                html_body: self.html,
+                attachments,
+            },
+            job,
+            sender: self.sender,
+        })
+    }
+}
+
+pub fn parse_event(name: &str) -> Result<EventKind, Failure> {
+    [
+        EventKind::JobOutput,
+        EventKind::SavedScanCopy,
+        EventKind::PinRequest,
+        EventKind::QueueNotification,
+    ]
+    .into_iter()
+    .find(|e| event_name(*e) == name)
+    .ok_or_else(|| {
+        Failure::new(
+            FailureKind::InvalidMessage,
+            format!("unknown event {name:?}: use job-output, saved-scan-copy, pin-request or queue-notification"),
+        )
+    })
+}
 
 /// Parses `user@example.com` or `Name <user@example.com>` (the name may be quoted).
 pub fn parse_mailbox(text: &str) -> Result<Mailbox, Failure> {
@@ -116,6 +329,77 @@ mod tests {
         assert_eq!(a.content, b"%PDF-1.4");
         let missing = read_attachment(&dir.path().join("missing.pdf")).unwrap_err();
         assert_eq!(missing.kind, FailureKind::InvalidMessage);
+    }
+
+    #[test]
+    fn a_message_file_reads_content_job_and_attachments_relative_to_itself() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("scan.pdf"), b"%PDF").unwrap();
+        let path = dir.path().join("message.json");
+        std::fs::write(
+            &path,
+            r#"{"event": "job-output", "to": ["a@example.com"], "subject": "Scan",
+                "attachments": ["scan.pdf", {"path": "scan.pdf", "filename": "Rechnung.pdf"}],
+                "job": {"name": "Invoices", "source_sender": "relay", "recipients": ["team@example.com"]}}"#,
+        )
+        .unwrap();
+        let draft = Draft::from_file(&path).unwrap();
+        let cli = Draft {
+            cc: vec!["c@example.com".into()],
+            subject: Some("Scan 2".into()),
+            ..Draft::default()
+        };
+        let p = draft.merge(cli).prepare().unwrap();
+        let to: Vec<&str> = p.message.to.iter().map(|m| m.address.as_str()).collect();
+        assert_eq!(to, ["a@example.com", "team@example.com"]);
+        assert_eq!(p.message.cc[0].address, "c@example.com");
+        assert_eq!(p.message.subject, "Scan 2");
+        assert_eq!(p.message.attachments[1].filename, "Rechnung.pdf");
+        assert_eq!(p.message.attachments[0].content, b"%PDF");
+        let job = p.job.unwrap();
+        assert_eq!(
+            (job.source_sender.as_deref(), job.recipients.len()),
+            (Some("relay"), 1)
+        );
+    }
+
+    #[test]
+    fn unknown_fields_and_events_are_message_errors() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("m.json");
+        std::fs::write(&path, r#"{"to": ["a@example.com"], "subjekt": "x"}"#).unwrap();
+        let e = Draft::from_file(&path).unwrap_err();
+        assert!(e.message.contains("subjekt"), "{e}");
+        assert_eq!(
+            parse_event("fax").unwrap_err().kind,
+            FailureKind::InvalidMessage
+        );
+    }
+
+    #[test]
+    fn a_draft_without_recipients_or_subject_is_refused() {
+        let no_to = Draft {
+            subject: Some("x".into()),
+            ..Draft::default()
+        };
+        assert!(
+            no_to
+                .prepare()
+                .unwrap_err()
+                .message
+                .contains("no recipients")
+        );
+        let no_subject = Draft {
+            to: vec!["a@example.com".into()],
+            ..Draft::default()
+        };
+        assert!(
+            no_subject
+                .prepare()
+                .unwrap_err()
+                .message
+                .contains("no subject")
+        );
     }
 
     #[test]

@@ -174,6 +174,8 @@ pub struct ResolvedSetting {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Settings {
     pub path: PathBuf,
+    /// `failover = true`: when the chosen sender fails temporarily, the next eligible one is tried.
+    pub failover: bool,
     pub senders: Vec<SenderSettings>,
 }
 
@@ -208,6 +210,7 @@ impl Settings {
             }
         };
         let mut senders = Vec::new();
+        let mut failover = false;
         for (key, value) in root.get_ref() {
             match key.get_ref().as_ref() {
                 "senders" => {
@@ -225,10 +228,18 @@ impl Settings {
                         }
                     }
                 }
+                "failover" => match value.get_ref() {
+                    DeValue::Boolean(b) => failover = *b,
+                    other => p.error(
+                        Some(p.line_of(key.span().start)),
+                        "failover",
+                        format!("expected true or false, found {}", other.type_str()),
+                    ),
+                },
                 other => p.error(
                     Some(p.line_of(key.span().start)),
                     other,
-                    "unknown key; the settings file has one table, `senders`",
+                    "unknown key; the settings file has `failover` and the `senders` tables",
                 ),
             }
         }
@@ -255,6 +266,7 @@ impl Settings {
         if p.errors.is_empty() {
             Ok(Settings {
                 path: path.to_path_buf(),
+                failover,
                 senders,
             })
         } else {
@@ -703,6 +715,15 @@ mod tests {
     fn missing_plugin_is_an_error_on_the_table_line() {
         let e = only_error(parse("\n[senders.relay]\nhost = \"mx\"\n"));
         assert_eq!((e.line, e.key.as_str()), (Some(2), "senders.relay.plugin"));
+    }
+
+    #[test]
+    fn failover_is_off_unless_switched_on() {
+        let text = "[senders.a]\nplugin = \"smtp\"\n";
+        assert!(!parse(text).unwrap().failover);
+        assert!(parse(&format!("failover = true\n{text}")).unwrap().failover);
+        let e = only_error(parse(&format!("failover = \"yes\"\n{text}")));
+        assert_eq!((e.line, e.key.as_str()), (Some(1), "failover"));
     }
 
     #[test]

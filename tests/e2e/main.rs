@@ -9,6 +9,7 @@
 //! | [`plugins`] | `plugins`: the built-in SMTP plugin and its settings |
 //! | [`cache`] | precompiled plugins: compiled once, then loaded |
 //! | [`secrets`] | passwords from a file or the environment never reach any output |
+//! | [`routing`] | which sender carries each email (preferred, job options, events), failover, `route` |
 //!
 //! One test binary with submodules, so the binary is built once. Tests must never talk to
 //! anything but 127.0.0.1, and never rely on the user's own settings or cache. Tests that need
@@ -18,6 +19,7 @@ mod support;
 
 mod cache;
 mod plugins;
+mod routing;
 mod secrets;
 mod send;
 mod settings;

@@ -1,0 +1,54 @@
+//! Sending one email along a routing decision: the chosen sender, then (with failover) the next
+//! eligible ones while the failure is temporary. Every attempt is kept, so the result says which
+//! senders were tried and what each answered. Permanent failures (rejected, settings, auth,
+//! denied, a crashed plugin) are never retried elsewhere: another sender would not fix them, and
+//! a message twice delivered is worse than one reported.
+
+use crate::outcome::{Failure, FailureKind};
+use crate::router::Decision;
+use crate::runtime::{Runtime, Sender};
+use crate::wit::types::{Message, Receipt};
+
+/// One sender tried.
+#[derive(Debug)]
+pub struct Attempt {
+    pub sender: String,
+    pub plugin: String,
+    pub result: Result<Receipt, Failure>,
+}
+
+/// Tries the decision's senders in order; returns every attempt, the last one decides.
+pub async fn deliver(
+    runtime: &Runtime,
+    senders: &[Sender],
+    decision: &Decision,
+    failover: bool,
+    message: &Message,
+) -> Vec<Attempt> {
+    let mut attempts = Vec::new();
+    let tries = if failover && !decision.explicit {
+        decision.order.len()
+    } else {
+        1
+    };
+    for name in decision.order.iter().take(tries) {
+        let Some(sender) = senders.iter().find(|s| &s.settings.name == name) else {
+            continue;
+        };
+        tracing::info!("sending through '{name}' ({})", decision.reason_for(name));
+        let result = runtime.send(sender, message).await.map_err(Failure::from);
+        let again = matches!(&result, Err(f) if f.kind == FailureKind::Temporary);
+        if let Err(f) = &result {
+            tracing::warn!("sender '{name}' failed: {}", f.message);
+        }
+        attempts.push(Attempt {
+            sender: name.clone(),
+            plugin: sender.plugin.info.id.clone(),
+            result,
+        });
+        if !again {
+            break;
+        }
+    }
+    attempts
+}
