@@ -10,7 +10,11 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 /// The default plugins: (plugin id, cargo package).
-const PLUGINS: &[(&str, &str)] = &[("smtp", "scan2x-mail-plugin-smtp")];
+const PLUGINS: &[(&str, &str)] = &[
+    ("smtp", "scan2x-mail-plugin-smtp"),
+    ("imap", "scan2x-mail-plugin-imap"),
+    ("graph", "scan2x-mail-plugin-graph"),
+];
 
 const WASM_TARGET: &str = "wasm32-wasip2";
 

@@ -26,6 +26,8 @@ pub struct SenderContext {
     /// Extra CA certificates (PEM) to trust besides the system's, from `ca_file`.
     pub ca_pem: Option<Vec<u8>>,
     pub state: Arc<state::StateStore>,
+    /// The sender's HTTP client, made at its first `http` request and reused after.
+    pub http: http::ClientSlot,
 }
 
 /// The data of one `Store`: one plugin call.

@@ -345,6 +345,7 @@ impl Runtime {
                 gate: Gate::new(settings.name.clone(), grants),
                 ca_pem,
                 state: self.state.clone(),
+                ..SenderContext::default()
             }),
             plugin,
             resolved,

@@ -3,6 +3,8 @@
 //!
 //! | module | claims about |
 //! |---|---|
+//! | [`graph`] | the Microsoft Graph sender against the Graph stand-in: sendMail, a 30 MB upload session, token reuse, Microsoft's refusals, the sandbox |
+//! | [`imap`] | the IMAP sender against Dovecot: the message placed intact and \Seen in the right folder; its failures |
 //! | [`send`] | `send`: what arrives at the server, per-recipient refusals, exit codes |
 //! | [`test_settings`] | `test` ("Test SMTP Settings"): success sends nothing; auth, network and TLS failures |
 //! | [`settings`] | settings-file errors: exit 3, the key and the line named |
@@ -18,6 +20,8 @@
 mod support;
 
 mod cache;
+mod graph;
+mod imap;
 mod plugins;
 mod routing;
 mod secrets;

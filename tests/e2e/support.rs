@@ -4,6 +4,8 @@
 //! | module | gives a test |
 //! |---|---|
 //! | [`certs`] | a test CA and a `localhost`/127.0.0.1 leaf signed by it, as PEM files |
+//! | [`dovecot`] | a throw-away Dovecot (IMAP) with a test user, SPECIAL-USE folders and Maildir storage, read back |
+//! | [`graph_server`] | `tests/servers/graph_server.py`, the Microsoft Graph stand-in, started and stopped; what it received and sent; a Graph sender's settings |
 //! | [`ports`] | free 127.0.0.1 ports |
 //! | [`smtp_server`] | `tests/servers/smtp_server.py` started and stopped, what it received and heard |
 //! | [`sender`] | the settings file of an SMTP sender that works against the test server |
@@ -14,6 +16,8 @@
 
 pub mod binary;
 pub mod certs;
+pub mod dovecot;
+pub mod graph_server;
 pub mod ports;
 pub mod sender;
 pub mod smtp_server;

@@ -1,25 +1,810 @@
-//! The `http` interface. This host version defines the contract but does not lend HTTP yet:
-//! a request to a granted origin answers `denied` with that reason; an ungranted one is denied
-//! by the gate as it always will be.
+//! The `http` interface: HTTP(S) requests done by the host with reqwest (hyper, rustls on ring),
+//! for plugins that speak to web APIs (the Microsoft Graph sender).
+//!
+//! | step | rule |
+//! |---|---|
+//! | URL | parsed once (WHATWG rules, the parser reqwest connects by); only `http`/`https`, no user info |
+//! | gate | scheme, host and port of that parsed URL must match a grant, before anything else |
+//! | values | header and form values are text and `secret` handles, joined by the host; a header that carries a secret is marked sensitive |
+//! | headers | the host owns framing and routing headers (`Host`, `Content-Length`, `Transfer-Encoding`, `Connection`, …) |
+//! | redirects | never followed: the plugin sees the 3xx, and a request to the new location passes the gate again |
+//! | proxies | none: the environment's `HTTP(S)_PROXY` is ignored, so the granted origin is the one connected to |
+//! | limits | connect 30 s; whole request `timeout-ms` (default 120 s, at most 15 min); response body 16 MiB, counted while it streams |
+//! | TLS | always verified: the system's roots (`SSL_CERT_FILE` honoured) plus the sender's `ca_file` |
+//!
+//! One reqwest client per sender, made at its first request and kept for the sender's life, so
+//! connections (and TLS sessions) are reused across the calls of a process.
+//!
+//! This module never logs or formats a header or form value, and error texts never carry a URL's
+//! query (an upload URL's query is a credential).
 
-use super::HostState;
-use crate::wit::http::{Host, HttpError, Request, Response};
+use std::fmt::Write as _;
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant};
+
+use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
+use reqwest::{Client, Url};
+
+use super::secrets::secret_value;
+use super::{HostState, SenderContext};
+use crate::wit::http::{Body, Host, HttpError, Method, Request, Response, TextPart};
+
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
+/// A request's whole time limit when the plugin gives none.
+const DEFAULT_TIMEOUT: Duration = Duration::from_secs(120);
+/// The most a plugin may ask for: the whole call's wall-clock limit.
+const MAX_TIMEOUT: Duration = Duration::from_secs(900);
+/// The largest response body handed to a plugin.
+pub const MAX_RESPONSE_BYTES: usize = 16 << 20;
+
+/// Headers the host sets itself: a plugin's value would change framing or routing.
+const HOST_OWNED_HEADERS: &[&str] = &[
+    "host",
+    "content-length",
+    "transfer-encoding",
+    "connection",
+    "keep-alive",
+    "upgrade",
+    "te",
+    "trailer",
+    "proxy-authorization",
+    "proxy-connection",
+];
+
+/// The sender's HTTP client, made at its first request.
+#[derive(Debug, Default)]
+pub struct ClientSlot(OnceLock<Result<Client, String>>);
+
+impl ClientSlot {
+    fn get(&self, ctx: &SenderContext) -> Result<Client, HttpError> {
+        self.0
+            .get_or_init(|| build_client(ctx.ca_pem.as_deref()))
+            .clone()
+            .map_err(HttpError::Connection)
+    }
+}
 
 impl Host for HostState {
     async fn send(&mut self, request: Request) -> wasmtime::Result<Result<Response, HttpError>> {
-        let destination = match crate::gate::Grant::parse(&request.url) {
-            Ok(d) => d,
-            Err(e) => return Ok(Err(HttpError::InvalidRequest(e))),
+        let url = match destination(&request.url) {
+            Ok(url) => url,
+            Err(e) => return Ok(Err(e)),
         };
-        if let Err(denied) = self.sender.gate.check(
-            &destination.scheme,
-            &destination.host.to_string(),
-            destination.port,
-        ) {
+        let (scheme, host, port) = origin_parts(&url);
+        if let Err(denied) = self.sender.gate.check(scheme, &host, port) {
             return Ok(Err(HttpError::Denied(denied.to_string())));
         }
-        Ok(Err(HttpError::Denied(
-            "the http capability is not available in this version of scan2x-mail".into(),
-        )))
+        let prepared = match prepare(self, request, url)? {
+            Ok(prepared) => prepared,
+            Err(e) => return Ok(Err(e)),
+        };
+        let client = match self.sender.http.get(&self.sender) {
+            Ok(client) => client,
+            Err(e) => return Ok(Err(e)),
+        };
+        let started = Instant::now();
+        let result = perform(&client, prepared, &self.sender.name).await;
+        self.host_io += started.elapsed();
+        Ok(result)
+    }
+}
+
+/// The request's URL, parsed the way reqwest will connect by. Only `http` and `https`, with a
+/// host, and without user info (it would be sent as credentials nobody granted).
+fn destination(text: &str) -> Result<Url, HttpError> {
+    let url = Url::parse(text)
+        .map_err(|e| HttpError::InvalidRequest(format!("{:?} is not a URL: {e}", redact(text))))?;
+    if !matches!(url.scheme(), "http" | "https") {
+        return Err(HttpError::InvalidRequest(format!(
+            "{}: only http and https URLs are supported",
+            shown(&url)
+        )));
+    }
+    if url.host_str().is_none_or(str::is_empty) {
+        return Err(HttpError::InvalidRequest(format!(
+            "{:?} has no host",
+            redact(text)
+        )));
+    }
+    if !url.username().is_empty() || url.password().is_some() {
+        return Err(HttpError::InvalidRequest(format!(
+            "{}: user info in a URL is not allowed; send credentials in a header",
+            shown(&url)
+        )));
+    }
+    Ok(url)
+}
+
+/// (scheme, host, port) of a parsed URL, as the gate compares them.
+fn origin_parts(url: &Url) -> (&str, String, u16) {
+    let host = url.host_str().unwrap_or_default().to_string();
+    let port = url.port_or_known_default().unwrap_or(0);
+    (url.scheme(), host, port)
+}
+
+/// A URL as it may appear in logs and errors: no query, no fragment.
+fn shown(url: &Url) -> String {
+    let mut url = url.clone();
+    url.set_query(None);
+    url.set_fragment(None);
+    url.to_string()
+}
+
+/// A URL text that did not parse, cut before any query.
+fn redact(text: &str) -> &str {
+    text.split(['?', '#']).next().unwrap_or_default()
+}
+
+/// A request ready to go: secrets filled in, the body encoded. No `Debug`: a form body may hold
+/// a secret.
+struct Prepared {
+    method: reqwest::Method,
+    url: Url,
+    /// `HeaderValue`s holding a secret are marked sensitive (their `Debug` hides them).
+    headers: HeaderMap,
+    body: Option<Vec<u8>>,
+    timeout: Duration,
+}
+
+/// A header or form value: its text, and whether a secret went into it.
+struct Joined {
+    text: String,
+    secret: bool,
+}
+
+fn join(state: &HostState, parts: &[TextPart]) -> wasmtime::Result<Joined> {
+    let mut joined = Joined {
+        text: String::new(),
+        secret: false,
+    };
+    for part in parts {
+        match part {
+            TextPart::Text(t) => joined.text.push_str(t),
+            TextPart::Secret(handle) => {
+                joined.text.push_str(secret_value(state, handle)?.expose());
+                joined.secret = true;
+            }
+        }
+    }
+    Ok(joined)
+}
+
+/// Resolves the plugin's request into a [`Prepared`] one. The outer error is a host bug (a
+/// dangling handle) and traps; the inner one is the plugin's mistake.
+fn prepare(
+    state: &HostState,
+    request: Request,
+    url: Url,
+) -> wasmtime::Result<Result<Prepared, HttpError>> {
+    let mut headers = HeaderMap::new();
+    for header in &request.headers {
+        let name = match HeaderName::from_bytes(header.name.as_bytes()) {
+            Ok(name) => name,
+            Err(_) => {
+                return Ok(Err(HttpError::InvalidRequest(format!(
+                    "{:?} is not a header name",
+                    header.name
+                ))));
+            }
+        };
+        if HOST_OWNED_HEADERS.contains(&name.as_str()) {
+            return Ok(Err(HttpError::InvalidRequest(format!(
+                "header {name} is set by the host, not by a plugin"
+            ))));
+        }
+        let joined = join(state, &header.value)?;
+        // The value is never quoted in the error: it may hold a secret.
+        let Ok(mut value) = HeaderValue::from_str(&joined.text) else {
+            return Ok(Err(HttpError::InvalidRequest(format!(
+                "header {name}: the value holds characters a header can't carry"
+            ))));
+        };
+        value.set_sensitive(joined.secret || name == reqwest::header::AUTHORIZATION);
+        headers.append(name, value);
+    }
+    let body = match &request.body {
+        Body::Empty => None,
+        Body::Bytes(bytes) => Some(bytes.clone()),
+        Body::Form(fields) => {
+            let mut pairs = Vec::with_capacity(fields.len());
+            for field in fields {
+                pairs.push((field.name.clone(), join(state, &field.value)?.text));
+            }
+            if !headers.contains_key(reqwest::header::CONTENT_TYPE) {
+                headers.insert(
+                    reqwest::header::CONTENT_TYPE,
+                    HeaderValue::from_static("application/x-www-form-urlencoded"),
+                );
+            }
+            Some(form_urlencode(&pairs).into_bytes())
+        }
+    };
+    let timeout = request
+        .timeout_ms
+        .map(|ms| Duration::from_millis(u64::from(ms)).min(MAX_TIMEOUT))
+        .unwrap_or(DEFAULT_TIMEOUT);
+    Ok(Ok(Prepared {
+        method: match request.method {
+            Method::Get => reqwest::Method::GET,
+            Method::Post => reqwest::Method::POST,
+            Method::Put => reqwest::Method::PUT,
+            Method::Patch => reqwest::Method::PATCH,
+            Method::Delete => reqwest::Method::DELETE,
+        },
+        url,
+        headers,
+        body,
+        timeout,
+    }))
+}
+
+/// `application/x-www-form-urlencoded` (the WHATWG serializer): unreserved bytes as they are,
+/// space as `+`, everything else percent-encoded from UTF-8.
+fn form_urlencode(pairs: &[(String, String)]) -> String {
+    fn encode(out: &mut String, text: &str) {
+        for &b in text.as_bytes() {
+            match b {
+                b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'*' | b'-' | b'.' | b'_' => {
+                    out.push(b as char);
+                }
+                b' ' => out.push('+'),
+                _ => {
+                    let _ = write!(out, "%{b:02X}");
+                }
+            }
+        }
+    }
+    let mut out = String::new();
+    for (i, (name, value)) in pairs.iter().enumerate() {
+        if i > 0 {
+            out.push('&');
+        }
+        encode(&mut out, name);
+        out.push('=');
+        encode(&mut out, value);
+    }
+    out
+}
+
+/// The client of one sender: no redirects, no proxy, HTTP/1.1, TLS on the host's roots.
+fn build_client(ca_pem: Option<&[u8]>) -> Result<Client, String> {
+    let tls = tls_config(ca_pem)?;
+    Client::builder()
+        .tls_backend_preconfigured(tls)
+        .redirect(reqwest::redirect::Policy::none())
+        .no_proxy()
+        .http1_only()
+        .referer(false)
+        .connect_timeout(CONNECT_TIMEOUT)
+        .pool_idle_timeout(Duration::from_secs(60))
+        .user_agent(concat!("scan2x-mail/", env!("CARGO_PKG_VERSION")))
+        .build()
+        .map_err(|e| format!("cannot set up the HTTP client: {}", describe(&e)))
+}
+
+/// The system's roots, read once per process (they honour `SSL_CERT_FILE`).
+fn system_roots() -> &'static [rustls::pki_types::CertificateDer<'static>] {
+    static ROOTS: OnceLock<Vec<rustls::pki_types::CertificateDer<'static>>> = OnceLock::new();
+    ROOTS.get_or_init(|| {
+        let found = rustls_native_certs::load_native_certs();
+        for e in &found.errors {
+            tracing::debug!("system root certificates: {e}");
+        }
+        found.certs
+    })
+}
+
+fn tls_config(ca_pem: Option<&[u8]>) -> Result<rustls::ClientConfig, String> {
+    use rustls::pki_types::CertificateDer;
+    use rustls::pki_types::pem::PemObject as _;
+
+    let mut roots = rustls::RootCertStore::empty();
+    let (_added, _ignored) = roots.add_parsable_certificates(system_roots().iter().cloned());
+    if let Some(pem) = ca_pem {
+        for cert in CertificateDer::pem_slice_iter(pem) {
+            let cert = cert.map_err(|e| format!("ca_file is not a PEM certificate: {e}"))?;
+            roots
+                .add(cert)
+                .map_err(|e| format!("ca_file holds an unusable certificate: {e}"))?;
+        }
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| format!("TLS set-up failed: {e}"))?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(config)
+}
+
+/// The error's text with its causes, without the URL (which reqwest would include whole).
+fn describe(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(cause) = source {
+        let line = cause.to_string();
+        if !text.contains(&line) {
+            text.push_str(": ");
+            text.push_str(&line);
+        }
+        source = cause.source();
+    }
+    text
+}
+
+/// What a failed request means for the plugin.
+fn map_error(e: reqwest::Error, url: &Url) -> HttpError {
+    let at = shown(url);
+    let timeout = e.is_timeout();
+    let builder = e.is_builder();
+    let e = e.without_url();
+    let what = describe(&e);
+    if timeout {
+        HttpError::Timeout(format!("{at}: {what}"))
+    } else if builder {
+        HttpError::InvalidRequest(format!("{at}: {what}"))
+    } else {
+        let hint = if what.contains("certificate") || what.contains("UnknownIssuer") {
+            "; if the server's certificate comes from a private CA, trust it with ca_file"
+        } else {
+            ""
+        };
+        HttpError::Connection(format!("{at}: {what}{hint}"))
+    }
+}
+
+async fn perform(client: &Client, prepared: Prepared, sender: &str) -> Result<Response, HttpError> {
+    let Prepared {
+        method,
+        url,
+        headers,
+        body,
+        timeout,
+    } = prepared;
+    let started = Instant::now();
+    let mut builder = client
+        .request(method.clone(), url.clone())
+        .headers(headers)
+        .timeout(timeout);
+    let sends_body = matches!(
+        method,
+        reqwest::Method::POST | reqwest::Method::PUT | reqwest::Method::PATCH
+    );
+    match body {
+        Some(body) if !body.is_empty() => builder = builder.body(body),
+        // hyper leaves the length out of an empty body, and servers (Graph among them) answer
+        // 411 to a POST without one.
+        _ if sends_body => builder = builder.header(reqwest::header::CONTENT_LENGTH, "0"),
+        _ => {}
+    }
+    let mut response = builder.send().await.map_err(|e| map_error(e, &url))?;
+    let status = response.status().as_u16();
+    let too_large = || {
+        HttpError::TooLarge(format!(
+            "{}: the response is larger than {} MiB",
+            shown(&url),
+            MAX_RESPONSE_BYTES >> 20
+        ))
+    };
+    if response
+        .content_length()
+        .is_some_and(|n| n > MAX_RESPONSE_BYTES as u64)
+    {
+        return Err(too_large());
+    }
+    let headers = response
+        .headers()
+        .iter()
+        .map(|(name, value)| {
+            (
+                name.as_str().to_string(),
+                String::from_utf8_lossy(value.as_bytes()).into_owned(),
+            )
+        })
+        .collect();
+    let mut body = Vec::new();
+    while let Some(chunk) = response.chunk().await.map_err(|e| map_error(e, &url))? {
+        if body.len() + chunk.len() > MAX_RESPONSE_BYTES {
+            return Err(too_large());
+        }
+        body.extend_from_slice(&chunk);
+    }
+    tracing::debug!(
+        sender,
+        "{method} {} -> {status} ({} bytes in {} ms)",
+        shown(&url),
+        body.len(),
+        started.elapsed().as_millis()
+    );
+    Ok(Response {
+        status,
+        headers,
+        body,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::capability::secrets::SecretValue;
+    use crate::gate::{Gate, Grant};
+    use crate::secret::Secret;
+    use crate::wit::http::{FormField, Header};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::TcpListener;
+
+    /// A one-connection-at-a-time HTTP/1.1 server on 127.0.0.1 that answers every request with
+    /// `reply` and hands the raw requests it read to the test.
+    async fn server(reply: Vec<u8>) -> (u16, tokio::sync::mpsc::UnboundedReceiver<Vec<u8>>) {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+        tokio::spawn(async move {
+            while let Ok((mut socket, _)) = listener.accept().await {
+                let mut request = Vec::new();
+                let mut buf = [0u8; 4096];
+                // Read until the end of the headers plus any Content-Length body.
+                loop {
+                    let n = socket.read(&mut buf).await.unwrap_or(0);
+                    if n == 0 {
+                        break;
+                    }
+                    request.extend_from_slice(&buf[..n]);
+                    if let Some(end) = request.windows(4).position(|w| w == b"\r\n\r\n") {
+                        let head = String::from_utf8_lossy(&request[..end]).to_ascii_lowercase();
+                        let length = head
+                            .lines()
+                            .find_map(|l| l.strip_prefix("content-length: "))
+                            .and_then(|v| v.trim().parse::<usize>().ok())
+                            .unwrap_or(0);
+                        if request.len() >= end + 4 + length {
+                            break;
+                        }
+                    }
+                }
+                let _ = tx.send(request);
+                let _ = socket.write_all(&reply).await;
+                let _ = socket.shutdown().await;
+            }
+        });
+        (port, rx)
+    }
+
+    fn state_for(port: u16) -> HostState {
+        let gate = Gate::new(
+            "graph",
+            vec![Grant::parse(&format!("http://127.0.0.1:{port}")).unwrap()],
+        );
+        let ctx = SenderContext {
+            name: "graph".into(),
+            gate,
+            ..SenderContext::default()
+        };
+        HostState::new(Arc::new(ctx), 64 << 20)
+    }
+
+    fn get(url: String) -> Request {
+        Request {
+            method: Method::Get,
+            url,
+            headers: Vec::new(),
+            body: Body::Empty,
+            timeout_ms: Some(5_000),
+        }
+    }
+
+    fn ok(body: &str) -> Vec<u8> {
+        format!(
+            "HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+            body.len()
+        )
+        .into_bytes()
+    }
+
+    #[tokio::test]
+    async fn granted_origin_is_reached_and_the_response_comes_back() {
+        let (port, mut seen) = server(ok("hello")).await;
+        let mut state = state_for(port);
+        let response = state
+            .send(get(format!(
+                "http://127.0.0.1:{port}/v1.0/users/x?$select=id"
+            )))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(response.status, 200);
+        assert_eq!(response.body, b"hello");
+        assert!(
+            response
+                .headers
+                .iter()
+                .any(|(n, v)| n == "content-type" && v == "text/plain")
+        );
+        let request = String::from_utf8(seen.recv().await.unwrap()).unwrap();
+        assert!(
+            request.starts_with("GET /v1.0/users/x?$select=id HTTP/1.1\r\n"),
+            "{request}"
+        );
+        assert!(state.host_io > Duration::ZERO);
+    }
+
+    #[tokio::test]
+    async fn ungranted_port_is_denied_before_any_connection() {
+        let (port, mut seen) = server(ok("x")).await;
+        let (other, _) = server(ok("x")).await;
+        let mut state = state_for(other);
+        let error = state
+            .send(get(format!("http://127.0.0.1:{port}/")))
+            .await
+            .unwrap()
+            .unwrap_err();
+        assert!(
+            matches!(&error, HttpError::Denied(m) if m.contains(&format!("127.0.0.1:{port}"))),
+            "{error:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert!(seen.try_recv().is_err(), "the ungranted server was reached");
+    }
+
+    #[tokio::test]
+    async fn ungranted_scheme_and_host_are_denied() {
+        let mut state = state_for(1);
+        for url in [
+            "https://127.0.0.1:1/",
+            "http://localhost:1/",
+            "http://127.0.0.2:1/",
+        ] {
+            let error = state.send(get(url.into())).await.unwrap().unwrap_err();
+            assert!(matches!(error, HttpError::Denied(_)), "{url}: {error:?}");
+        }
+    }
+
+    #[tokio::test]
+    async fn redirects_are_returned_not_followed() {
+        let (target, mut target_seen) = server(ok("moved here")).await;
+        let redirect = format!(
+            "HTTP/1.1 302 Found\r\nlocation: http://127.0.0.1:{target}/\r\ncontent-length: 0\r\nconnection: close\r\n\r\n"
+        );
+        let (port, _) = server(redirect.into_bytes()).await;
+        let mut state = state_for(port);
+        let response = state
+            .send(get(format!("http://127.0.0.1:{port}/")))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(response.status, 302);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert!(target_seen.try_recv().is_err(), "the redirect was followed");
+    }
+
+    #[tokio::test]
+    async fn a_response_over_the_limit_is_too_large() {
+        let body = vec![b'x'; MAX_RESPONSE_BYTES + 1];
+        let mut reply = format!(
+            "HTTP/1.1 200 OK\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
+            body.len()
+        )
+        .into_bytes();
+        reply.extend_from_slice(&body);
+        let (port, _) = server(reply).await;
+        let mut state = state_for(port);
+        let error = state
+            .send(get(format!("http://127.0.0.1:{port}/")))
+            .await
+            .unwrap()
+            .unwrap_err();
+        assert!(matches!(error, HttpError::TooLarge(_)), "{error:?}");
+    }
+
+    #[tokio::test]
+    async fn a_streamed_response_over_the_limit_is_too_large() {
+        // No Content-Length: the limit is counted while the body streams.
+        let mut reply = b"HTTP/1.1 200 OK\r\nconnection: close\r\n\r\n".to_vec();
+        reply.extend(std::iter::repeat_n(b'x', MAX_RESPONSE_BYTES + 1));
+        let (port, _) = server(reply).await;
+        let mut state = state_for(port);
+        let error = state
+            .send(get(format!("http://127.0.0.1:{port}/")))
+            .await
+            .unwrap()
+            .unwrap_err();
+        assert!(matches!(error, HttpError::TooLarge(_)), "{error:?}");
+    }
+
+    #[tokio::test]
+    async fn a_server_that_never_answers_times_out() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let held = tokio::spawn(async move {
+            let (socket, _) = listener.accept().await.unwrap();
+            tokio::time::sleep(Duration::from_secs(10)).await;
+            drop(socket);
+        });
+        let mut state = state_for(port);
+        let mut request = get(format!("http://127.0.0.1:{port}/"));
+        request.timeout_ms = Some(300);
+        let started = Instant::now();
+        let error = state.send(request).await.unwrap().unwrap_err();
+        assert!(matches!(error, HttpError::Timeout(_)), "{error:?}");
+        assert!(started.elapsed() < Duration::from_secs(5));
+        held.abort();
+    }
+
+    #[tokio::test]
+    async fn a_refused_connection_is_a_connection_error() {
+        let port = {
+            let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            l.local_addr().unwrap().port()
+        };
+        let mut state = state_for(port);
+        let error = state
+            .send(get(format!("http://127.0.0.1:{port}/")))
+            .await
+            .unwrap()
+            .unwrap_err();
+        assert!(matches!(error, HttpError::Connection(_)), "{error:?}");
+    }
+
+    #[tokio::test]
+    async fn secrets_are_filled_in_by_the_host_in_headers_and_forms() {
+        let (port, mut seen) = server(ok("{}")).await;
+        let mut state = state_for(port);
+        let handle = state
+            .table
+            .push(SecretValue(Secret::new("s3cr3t value&=")))
+            .unwrap();
+        let borrowed = || wasmtime::component::Resource::<SecretValue>::new_borrow(handle.rep());
+        let request = Request {
+            method: Method::Post,
+            url: format!("http://127.0.0.1:{port}/tenant/oauth2/v2.0/token"),
+            headers: vec![Header {
+                name: "X-Test".into(),
+                value: vec![
+                    TextPart::Text("Bearer ".into()),
+                    TextPart::Secret(borrowed()),
+                ],
+            }],
+            body: Body::Form(vec![
+                FormField {
+                    name: "grant_type".into(),
+                    value: vec![TextPart::Text("client_credentials".into())],
+                },
+                FormField {
+                    name: "client_secret".into(),
+                    value: vec![TextPart::Secret(borrowed())],
+                },
+            ]),
+            timeout_ms: None,
+        };
+        state.send(request).await.unwrap().unwrap();
+        let raw = String::from_utf8(seen.recv().await.unwrap()).unwrap();
+        let lower = raw.to_ascii_lowercase();
+        assert!(
+            raw.contains("\r\nx-test: Bearer s3cr3t value&=\r\n"),
+            "{raw}"
+        );
+        assert!(
+            lower.contains("\r\ncontent-type: application/x-www-form-urlencoded\r\n"),
+            "{raw}"
+        );
+        assert!(
+            raw.ends_with("\r\n\r\ngrant_type=client_credentials&client_secret=s3cr3t+value%26%3D"),
+            "{raw}"
+        );
+    }
+
+    #[tokio::test]
+    async fn an_empty_post_carries_content_length_zero() {
+        let (port, mut seen) = server(ok("")).await;
+        let mut state = state_for(port);
+        let mut request = get(format!("http://127.0.0.1:{port}/send"));
+        request.method = Method::Post;
+        request.body = Body::Bytes(Vec::new());
+        state.send(request).await.unwrap().unwrap();
+        let raw = String::from_utf8(seen.recv().await.unwrap()).unwrap();
+        assert!(
+            raw.to_ascii_lowercase()
+                .contains("\r\ncontent-length: 0\r\n"),
+            "{raw}"
+        );
+    }
+
+    #[tokio::test]
+    async fn host_owned_headers_are_refused() {
+        let mut state = state_for(1);
+        for name in ["Host", "content-length", "Transfer-Encoding", "Connection"] {
+            let mut request = get("http://127.0.0.1:1/".into());
+            request.headers.push(Header {
+                name: name.into(),
+                value: vec![TextPart::Text("x".into())],
+            });
+            let error = state.send(request).await.unwrap().unwrap_err();
+            assert!(
+                matches!(&error, HttpError::InvalidRequest(m) if m.contains("set by the host")),
+                "{name}: {error:?}"
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn a_bad_header_value_is_refused_without_quoting_it() {
+        let mut state = state_for(1);
+        let mut request = get("http://127.0.0.1:1/".into());
+        request.headers.push(Header {
+            name: "Authorization".into(),
+            value: vec![TextPart::Text("Bearer abc\r\nX-Evil: 1".into())],
+        });
+        let error = state.send(request).await.unwrap().unwrap_err();
+        match error {
+            HttpError::InvalidRequest(m) => assert!(!m.contains("abc"), "{m}"),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn only_http_urls_with_a_host_and_no_user_info_are_accepted() {
+        assert!(destination("https://graph.example.test/v1.0/users").is_ok());
+        for bad in [
+            "ftp://graph.example.test/",
+            "file:///etc/passwd",
+            "https://user:pw@graph.example.test/",
+            "https://user@graph.example.test/",
+            "not a url",
+            "https://",
+        ] {
+            assert!(
+                matches!(destination(bad), Err(HttpError::InvalidRequest(_))),
+                "{bad}"
+            );
+        }
+    }
+
+    #[test]
+    fn the_gate_sees_the_host_the_client_connects_to() {
+        // Parser tricks must not make the gate and the connection disagree.
+        let url = destination("https://good.example.test\\@evil.example.test/").unwrap();
+        let (scheme, host, port) = origin_parts(&url);
+        assert_eq!(
+            (scheme, host.as_str(), port),
+            ("https", "good.example.test", 443)
+        );
+        let url = destination("HTTPS://[::1]:8443/x").unwrap();
+        let (scheme, host, port) = origin_parts(&url);
+        assert_eq!((scheme, host.as_str(), port), ("https", "[::1]", 8443));
+        let gate = Gate::new("g", vec![Grant::parse("https://[::1]:8443").unwrap()]);
+        assert!(gate.check(scheme, &host, port).is_ok());
+    }
+
+    #[test]
+    fn shown_urls_carry_no_query() {
+        let url = Url::parse("https://upload.example.test/s/1?authtoken=abc#frag").unwrap();
+        assert_eq!(shown(&url), "https://upload.example.test/s/1");
+        assert_eq!(redact("bad url?authtoken=abc"), "bad url");
+    }
+
+    #[test]
+    fn forms_are_encoded_like_a_browser() {
+        let pairs = [
+            (
+                "scope".to_string(),
+                "https://graph.example.test/.default".to_string(),
+            ),
+            ("name".to_string(), "Grüße & a+b=c ~".to_string()),
+        ];
+        assert_eq!(
+            form_urlencode(&pairs),
+            "scope=https%3A%2F%2Fgraph.example.test%2F.default&name=Gr%C3%BC%C3%9Fe+%26+a%2Bb%3Dc+%7E"
+        );
+    }
+
+    #[test]
+    fn tls_config_takes_the_senders_ca_and_refuses_garbage() {
+        assert!(tls_config(None).is_ok());
+        let error = tls_config(Some(
+            b"-----BEGIN CERTIFICATE-----\nnot base64!\n-----END CERTIFICATE-----\n",
+        ))
+        .unwrap_err();
+        assert!(error.contains("ca_file"), "{error}");
     }
 }

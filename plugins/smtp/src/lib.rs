@@ -4,7 +4,7 @@
 //! | module       | holds                                                         |
 //! |--------------|---------------------------------------------------------------|
 //! | [`settings`] | the schema and the parser of the sender's settings            |
-//! | [`compose`]  | the RFC 5322 message and its SMTP envelope                    |
+//! | [`compose`]  | the RFC 5322 message and its SMTP envelope (the plugin kit's) |
 //! | [`reply`]    | what the server's reply says (queue id)                       |
 //! | this file    | the `mail-sender` export: WIT types in, WIT types out         |
 //!
@@ -12,7 +12,7 @@
 //! and test natively. Only this file calls host imports (`smtp`, `log`); it must never log or
 //! otherwise reveal a secret, and never reach the network other than through `smtp`.
 
-pub mod compose;
+pub use scan2x_mail_plugin_kit::compose;
 pub mod reply;
 pub mod settings;
 
@@ -149,6 +149,7 @@ fn setting_spec(spec: settings::SettingSpec) -> wit::SettingSpec {
         },
         required: spec.required,
         default: spec.default.map(|d| match d {
+            SettingDefault::Text(v) => wit::SettingDefault::Text(v.to_owned()),
             SettingDefault::Integer(v) => wit::SettingDefault::Integer(v),
             SettingDefault::Boolean(v) => wit::SettingDefault::Boolean(v),
         }),

@@ -14,9 +14,13 @@
 //! tests natively. It must never read a secret's value (it can't: a secret is an opaque handle)
 //! and never call a host capability.
 
-use std::fmt;
-
 use lettre::Address;
+
+pub use scan2x_mail_plugin_kit::settings::{
+    Endpoint, InvalidSettings, Login, SettingDefault, SettingKind, SettingSpec, SettingValue,
+    TlsMode,
+};
+use scan2x_mail_plugin_kit::settings::{host, kind_name, port, required_text};
 
 /// The destination the sender needs, as a URL template over its settings; the host grants
 /// exactly this, resolved against the sender's settings.
@@ -28,80 +32,6 @@ pub const IMPLICIT_TLS_PORT: u16 = 465;
 /// The default port: message submission (RFC 6409).
 pub const DEFAULT_PORT: u16 = 587;
 
-/// The kind of value a setting holds.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum SettingKind {
-    Text,
-    Integer,
-    Boolean,
-    Secret,
-}
-
-/// A setting's default, filled in by the host when the administrator left it out.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum SettingDefault {
-    Integer(i64),
-    Boolean(bool),
-}
-
-/// One entry of the schema the plugin describes to the host.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SettingSpec {
-    pub key: &'static str,
-    pub label: &'static str,
-    pub kind: SettingKind,
-    pub required: bool,
-    pub default: Option<SettingDefault>,
-    pub help: &'static str,
-}
-
-/// A setting's value as the host hands it over; `S` is the secret handle (the host's resource
-/// in the plugin, anything in tests).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum SettingValue<S> {
-    Text(String),
-    Integer(i64),
-    Boolean(bool),
-    Secret(S),
-}
-
-impl<S> SettingValue<S> {
-    fn kind(&self) -> SettingKind {
-        match self {
-            Self::Text(_) => SettingKind::Text,
-            Self::Integer(_) => SettingKind::Integer,
-            Self::Boolean(_) => SettingKind::Boolean,
-            Self::Secret(_) => SettingKind::Secret,
-        }
-    }
-}
-
-/// How the connection to the server is secured.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum TlsMode {
-    /// No TLS; credentials are never sent.
-    Plaintext,
-    /// Connect in clear, then STARTTLS, which is required: no fallback to plaintext.
-    Starttls,
-    /// TLS from the first byte (port 465).
-    ImplicitTls,
-}
-
-/// Where the SMTP connection goes and how it is secured.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Endpoint {
-    pub host: String,
-    pub port: u16,
-    pub tls: TlsMode,
-}
-
-/// The SMTP AUTH login: both halves or none, so a half-configured login can't exist.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Login<S> {
-    pub username: String,
-    pub password: S,
-}
-
 /// The sender's settings, checked.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Settings<S> {
@@ -111,18 +41,6 @@ pub struct Settings<S> {
     /// The From address, used when a message names none.
     pub email_address: Address,
 }
-
-/// The settings can't work as given; the text names the offending key and says what to fix.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct InvalidSettings(pub String);
-
-impl fmt::Display for InvalidSettings {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-impl std::error::Error for InvalidSettings {}
 
 /// The schema, in the order an administrator fills it in.
 pub fn schema() -> Vec<SettingSpec> {
@@ -208,21 +126,7 @@ pub fn parse<S>(
     })?;
 
     // An empty username is "not set": a form field the administrator cleared.
-    let username = raw.username.filter(|u| !u.trim().is_empty());
-    let login = match (username, raw.password) {
-        (None, None) => None,
-        (Some(_), None) => {
-            return Err(InvalidSettings(
-                "username is set but password is not: set both, or neither".to_owned(),
-            ));
-        }
-        (None, Some(_)) => {
-            return Err(InvalidSettings(
-                "password is set but username is not: set both, or neither".to_owned(),
-            ));
-        }
-        (Some(username), Some(password)) => Some(Login { username, password }),
-    };
+    let login = scan2x_mail_plugin_kit::settings::login(raw.username, raw.password)?;
     if login.is_some() && tls == TlsMode::Plaintext {
         return Err(InvalidSettings(
             "credentials are never sent over plaintext: turn on enable_ssl, or remove username \
@@ -241,11 +145,7 @@ pub fn parse<S>(
 /// The TLS mode the two settings select: 465 speaks TLS from the first byte, every other port
 /// upgrades with STARTTLS (required), and without SSL the connection stays in clear.
 pub fn tls_mode(enable_ssl: bool, port: u16) -> TlsMode {
-    match (enable_ssl, port) {
-        (true, IMPLICIT_TLS_PORT) => TlsMode::ImplicitTls,
-        (true, _) => TlsMode::Starttls,
-        (false, _) => TlsMode::Plaintext,
-    }
+    scan2x_mail_plugin_kit::settings::tls_mode(enable_ssl, port, IMPLICIT_TLS_PORT)
 }
 
 /// The entries as given, each at most once and of its schema kind.
@@ -300,53 +200,6 @@ impl<S> Raw<S> {
             return Err(InvalidSettings(format!("{key}: given more than once")));
         }
         Ok(())
-    }
-}
-
-/// The kind with its article, for error messages.
-fn kind_name(kind: SettingKind) -> &'static str {
-    match kind {
-        SettingKind::Text => "a text",
-        SettingKind::Integer => "an integer",
-        SettingKind::Boolean => "a boolean",
-        SettingKind::Secret => "a secret",
-    }
-}
-
-fn required_text(key: &str, value: Option<String>) -> Result<String, InvalidSettings> {
-    match value.map(|v| v.trim().to_owned()) {
-        Some(v) if !v.is_empty() => Ok(v),
-        _ => Err(InvalidSettings(format!("{key}: required, but not set"))),
-    }
-}
-
-/// A host name, an IPv4 address or a bracketed IPv6 literal; nothing that would change the
-/// meaning of the `smtp://{host}:{port}` grant (a port, a path, credentials).
-fn host(host: String) -> Result<String, InvalidSettings> {
-    let bracketed = host.starts_with('[') && host.ends_with(']');
-    let bad = host.chars().find(|&c| {
-        c.is_whitespace()
-            || c.is_control()
-            || matches!(c, '/' | '\\' | '@' | '?' | '#')
-            || (c == ':' && !bracketed)
-    });
-    match bad {
-        None => Ok(host),
-        Some(':') => Err(InvalidSettings(format!(
-            "host: {host:?} holds a ':'; give the port in port, not in host"
-        ))),
-        Some(c) => Err(InvalidSettings(format!(
-            "host: {host:?} is not a host name (it holds {c:?})"
-        ))),
-    }
-}
-
-fn port(port: i64) -> Result<u16, InvalidSettings> {
-    match u16::try_from(port) {
-        Ok(p) if p != 0 => Ok(p),
-        _ => Err(InvalidSettings(format!(
-            "port: {port} is not a port (1 to 65535)"
-        ))),
     }
 }
 

@@ -359,7 +359,7 @@ pub fn skip_without_aiosmtpd(test: &str) -> bool {
 
 /// `SCAN2X_TEST_PYTHON`, else `python3`. A relative path is taken from the workspace root, where
 /// `cargo test` is typed (tests themselves run in the package directory).
-fn python() -> String {
+pub fn python() -> String {
     match std::env::var("SCAN2X_TEST_PYTHON") {
         Ok(path) if path.contains('/') && Path::new(&path).is_relative() => {
             let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");

@@ -17,10 +17,11 @@
 
 use std::fmt;
 
+pub use lettre::Address;
+use lettre::Message as MimeMessage;
 use lettre::address::Envelope as LettreEnvelope;
 use lettre::message::header::{ContentTransferEncoding, ContentType};
 use lettre::message::{Attachment as AttachmentPart, Body as EncodedBody, MultiPart, SinglePart};
-use lettre::{Address, Message as MimeMessage};
 
 /// An address with an optional display name.
 #[derive(Debug, Clone, PartialEq, Eq)]
