@@ -13,6 +13,7 @@ use std::sync::Arc;
 
 use wasmtime::component::ResourceTable;
 use wasmtime::{StoreLimits, StoreLimitsBuilder};
+use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
 use crate::gate::Gate;
@@ -39,19 +40,30 @@ pub struct HostState {
     pub(crate) log: log::LogBudget,
     /// Time this call spent waiting on host I/O, which does not count as the plugin's CPU time.
     pub(crate) host_io: std::time::Duration,
+    /// What the plugin wrote to stderr (a Rust panic writes its message there).
+    stderr: MemoryOutputPipe,
 }
+
+/// How much of a plugin's stderr is kept per call.
+const STDERR_BYTES: usize = 4096;
 
 impl HostState {
     pub fn new(sender: Arc<SenderContext>, memory_limit: usize) -> Self {
+        let stderr = MemoryOutputPipe::new(STDERR_BYTES);
         Self {
-            // No arguments, no environment variables, no preopened folders; stdio goes nowhere.
-            wasi: WasiCtx::builder().build(),
+            // No arguments, no environment variables, no preopened folders; stdout goes
+            // nowhere; stderr is kept (bounded) so a panic's message can be reported.
+            wasi: WasiCtx::builder().stderr(stderr.clone()).build(),
+            stderr,
             table: ResourceTable::new(),
             limits: StoreLimitsBuilder::new()
                 .memory_size(memory_limit)
                 .instances(4)
                 .tables(20)
                 .memories(4)
+                // A failed grow traps with a message we can name, instead of the guest's
+                // allocator aborting with a bare `unreachable`.
+                .trap_on_grow_failure(true)
                 .build(),
             sender,
             log: log::LogBudget::default(),
@@ -61,6 +73,19 @@ impl HostState {
 
     pub(crate) fn wasi_ctx(&mut self) -> &mut WasiCtx {
         &mut self.wasi
+    }
+
+    /// The last lines the plugin wrote to stderr, as one line.
+    pub(crate) fn stderr_tail(&self) -> Option<String> {
+        let bytes = self.stderr.contents();
+        let text = String::from_utf8_lossy(&bytes);
+        let lines: Vec<&str> = text
+            .lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty() && !l.starts_with("note: run with `RUST_BACKTRACE"))
+            .collect();
+        let tail = lines[lines.len().saturating_sub(3)..].join(" | ");
+        (!tail.is_empty()).then_some(tail)
     }
 }
 

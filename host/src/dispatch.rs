@@ -39,7 +39,7 @@ pub async fn deliver(
         let result = runtime.send(sender, message).await.map_err(Failure::from);
         let again = matches!(&result, Err(f) if f.kind == FailureKind::Temporary);
         if let Err(f) = &result {
-            tracing::warn!("sender '{name}' failed: {}", f.message);
+            tracing::info!("sender '{name}' failed: {}", f.message);
         }
         attempts.push(Attempt {
             sender: name.clone(),

@@ -18,8 +18,9 @@ use crate::settings::ResolvedValue;
 pub struct Grant {
     /// `smtp`, `imap`, `https`, `http`: the capability's own scheme.
     pub scheme: String,
-    pub host: Host,
-    pub port: u16,
+    pub host: HostPattern,
+    /// None: any port (written `*`, only in `allow_hosts`).
+    pub port: Option<u16>,
 }
 
 /// A host name (lowercase, no trailing dot) or an IP address.
@@ -27,6 +28,47 @@ pub struct Grant {
 pub enum Host {
     Name(String),
     Ip(IpAddr),
+}
+
+/// What a grant matches: one host, or (`*.example.com`) every name below a domain.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HostPattern {
+    Exact(Host),
+    /// The domain, without the `*.`; matches names strictly below it, not the domain itself.
+    Below(String),
+}
+
+impl HostPattern {
+    pub fn parse(text: &str) -> Result<Self, String> {
+        match text.strip_prefix("*.") {
+            Some(domain) => match Host::parse(domain)? {
+                Host::Name(name) if name.contains('.') => Ok(HostPattern::Below(name)),
+                _ => Err(format!(
+                    "{text:?}: a wildcard needs a domain of two labels or more, e.g. *.example.com"
+                )),
+            },
+            None => Host::parse(text).map(HostPattern::Exact),
+        }
+    }
+
+    fn matches(&self, host: &Host) -> bool {
+        match (self, host) {
+            (HostPattern::Exact(h), host) => h == host,
+            (HostPattern::Below(domain), Host::Name(name)) => name
+                .strip_suffix(domain.as_str())
+                .is_some_and(|head| head.len() > 1 && head.ends_with('.')),
+            (HostPattern::Below(_), Host::Ip(_)) => false,
+        }
+    }
+}
+
+impl fmt::Display for HostPattern {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            HostPattern::Exact(h) => write!(f, "{h}"),
+            HostPattern::Below(domain) => write!(f, "*.{domain}"),
+        }
+    }
 }
 
 impl Host {
@@ -63,7 +105,10 @@ impl fmt::Display for Host {
 
 impl fmt::Display for Grant {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}://{}:{}", self.scheme, self.host, self.port)
+        match self.port {
+            Some(port) => write!(f, "{}://{}:{port}", self.scheme, self.host),
+            None => write!(f, "{}://{}:*", self.scheme, self.host),
+        }
     }
 }
 
@@ -78,7 +123,7 @@ fn default_port(scheme: &str) -> Option<u16> {
 }
 
 impl Grant {
-    /// Parses `scheme://host[:port][/path]`.
+    /// Parses `scheme://host[:port][/path]`; `host` may be `*.domain` and `port` may be `*`.
     pub fn parse(text: &str) -> Result<Self, String> {
         let (scheme, rest) = text
             .split_once("://")
@@ -90,26 +135,29 @@ impl Grant {
                 "{text:?}: user info is not allowed in a destination"
             ));
         }
+        let bad_port = || format!("{text:?}: the port must be a number from 1 to 65535, or *");
         let (host, port) = match authority.rfind(':') {
             Some(i) if !authority[i..].contains(']') => {
-                let port = authority[i + 1..]
-                    .parse::<u16>()
-                    .map_err(|_| format!("{text:?}: the port must be a number from 1 to 65535"))?;
+                let port = match &authority[i + 1..] {
+                    "*" => None,
+                    digits => Some(
+                        digits
+                            .parse::<u16>()
+                            .ok()
+                            .filter(|p| *p != 0)
+                            .ok_or_else(bad_port)?,
+                    ),
+                };
                 (&authority[..i], port)
             }
             _ => (
                 authority,
-                default_port(&scheme).ok_or_else(|| format!("{text:?}: give a port"))?,
+                Some(default_port(&scheme).ok_or_else(|| format!("{text:?}: give a port"))?),
             ),
         };
-        if port == 0 {
-            return Err(format!(
-                "{text:?}: the port must be a number from 1 to 65535"
-            ));
-        }
         Ok(Grant {
             scheme,
-            host: Host::parse(host)?,
+            host: HostPattern::parse(host)?,
             port,
         })
     }
@@ -147,7 +195,18 @@ impl Grant {
     }
 
     fn allows(&self, scheme: &str, host: &Host, port: u16) -> bool {
-        self.scheme.eq_ignore_ascii_case(scheme) && &self.host == host && self.port == port
+        self.scheme.eq_ignore_ascii_case(scheme)
+            && self.host.matches(host)
+            && self.port.is_none_or(|p| p == port)
+    }
+
+    /// Whether every destination this grant allows is also allowed by `other`.
+    pub fn covered_by(&self, other: &Grant) -> bool {
+        let host = match &self.host {
+            HostPattern::Exact(h) => other.host.matches(h),
+            HostPattern::Below(_) => other.host == self.host,
+        };
+        self.scheme == other.scheme && host && (other.port.is_none() || other.port == self.port)
     }
 }
 
@@ -291,6 +350,44 @@ mod tests {
     }
 
     #[test]
+    fn a_wildcard_grants_names_below_its_domain_only() {
+        let gate = Gate::new("o365", vec![Grant::parse("https://*.example.com").unwrap()]);
+        assert!(gate.check("https", "graph.example.com", 443).is_ok());
+        assert!(gate.check("https", "a.b.example.com", 443).is_ok());
+        for host in [
+            "example.com",
+            "evilexample.com",
+            "example.com.evil.test",
+            "127.0.0.1",
+        ] {
+            assert!(gate.check("https", host, 443).is_err(), "{host}");
+        }
+        assert!(gate.check("https", "graph.example.com", 8443).is_err());
+    }
+
+    #[test]
+    fn a_star_port_grants_every_port_of_the_host() {
+        let gate = Gate::new(
+            "relay",
+            vec![Grant::parse("smtp://mx.example.com:*").unwrap()],
+        );
+        assert!(gate.check("smtp", "mx.example.com", 2525).is_ok());
+        assert!(gate.check("smtp", "mx2.example.com", 2525).is_err());
+    }
+
+    #[test]
+    fn coverage_compares_grants() {
+        let need = Grant::parse("https://graph.example.com").unwrap();
+        assert!(need.covered_by(&Grant::parse("https://*.example.com:*").unwrap()));
+        assert!(!need.covered_by(&Grant::parse("https://login.example.com").unwrap()));
+        assert!(
+            !Grant::parse("https://*.example.com")
+                .unwrap()
+                .covered_by(&need)
+        );
+    }
+
+    #[test]
     fn malformed_destinations_are_refused_at_parse_time() {
         for bad in [
             "smtp:/x:1",
@@ -299,6 +396,8 @@ mod tests {
             "smtp://x:99999",
             "foo://x",
             "smtp://u@x:25",
+            "https://*.com",
+            "https://*",
         ] {
             assert!(Grant::parse(bad).is_err(), "{bad} parsed");
         }

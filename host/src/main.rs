@@ -44,12 +44,27 @@ fn main() -> ExitCode {
         ) || matches!(&cli.command, Command::Send(a) if a.route.json)
             || matches!(&cli.command, Command::Route(a) if a.route.json),
     };
-    match runtime.block_on(app.run(cli)) {
+    let outcome = runtime.block_on(app.run(cli));
+    log_peak_memory();
+    match outcome {
         Ok(()) => ExitCode::SUCCESS,
         Err(failure) => {
             app.report(&failure);
             ExitCode::from(failure.kind.exit_code())
         }
+    }
+}
+
+/// The process's peak resident memory, at debug level: what a plugin's allocations cost the
+/// host (Linux only; elsewhere nothing is logged).
+fn log_peak_memory() {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    if let Some(kib) = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+    {
+        tracing::debug!("peak resident memory: {} MiB", kib / 1024);
     }
 }
 
@@ -242,6 +257,9 @@ impl App {
                         "allow_job_source": s.settings.allow_job_source,
                         "allow_job_recipients": s.settings.allow_job_recipients,
                         "grants": s.context.gate.grants().iter().map(ToString::to_string).collect::<Vec<_>>(),
+                        "notes": s.notes,
+                        "memory_limit_mb": s.limits.memory_bytes >> 20,
+                        "cpu_limit_secs": s.limits.guest_cpu.as_secs(),
                     })
                 })
                 .collect();
@@ -283,6 +301,9 @@ impl App {
                         grants.join(", ")
                     }
                 ));
+                for note in &s.notes {
+                    self.print(&format!("    note: {note}"));
+                }
             }
         }
         Ok(())

@@ -119,6 +119,11 @@ pub struct Sender {
     pub plugin: Arc<Plugin>,
     pub resolved: Vec<ResolvedSetting>,
     pub context: Arc<SenderContext>,
+    /// This sender's limits: the host's defaults, or its own `memory_limit_mb`/`cpu_limit_secs`.
+    pub limits: Limits,
+    /// Things an administrator should know that are not errors (e.g. a declared network need
+    /// that `allow_hosts` does not grant).
+    pub notes: Vec<String>,
 }
 
 /// A call that did not reach a plugin answer.
@@ -233,7 +238,7 @@ impl Runtime {
             ..SenderContext::default()
         });
         plugin.info = self
-            .call(&plugin, context, async |store, instance| {
+            .call(&plugin, context, self.limits, async |store, instance| {
                 instance
                     .scan2x_mail_mail_sender()
                     .call_describe(store)
@@ -306,13 +311,39 @@ impl Runtime {
     ) -> Result<Sender, SettingsErrors> {
         let resolved = settings.resolve(&plugin.info.id, &plugin.info.settings)?;
         let mut errors = Vec::new();
-        let mut grants = Vec::new();
+        let mut declared = Vec::new();
         for template in &plugin.info.network {
             match Grant::from_template(template, &resolved) {
-                Ok(grant) => grants.push(grant),
+                Ok(grant) => declared.push(grant),
                 Err(e) => errors.push(settings.whole_error("", e)),
             }
         }
+        let mut notes = Vec::new();
+        let grants = match &settings.allow_hosts {
+            None => declared,
+            Some(allowed) => {
+                for need in declared
+                    .iter()
+                    .filter(|need| !allowed.iter().any(|a| need.covered_by(a)))
+                {
+                    notes.push(format!(
+                        "its plugin needs {need}, which allow_hosts does not grant: calls there will be denied"
+                    ));
+                }
+                allowed.clone()
+            }
+        };
+        let limits = Limits {
+            memory_bytes: settings
+                .memory_limit_mb
+                .map_or(self.limits.memory_bytes, |mb| (mb as usize) << 20),
+            guest_cpu: settings
+                .cpu_limit_secs
+                .map_or(self.limits.guest_cpu, |secs| {
+                    Duration::from_secs(secs.into())
+                }),
+            call_wall: self.limits.call_wall,
+        };
         let ca_pem = match &settings.ca_file {
             Some(path) => match std::fs::read(path) {
                 Ok(pem) if pem.windows(27).any(|w| w == b"-----BEGIN CERTIFICATE-----") => {
@@ -349,6 +380,8 @@ impl Runtime {
             }),
             plugin,
             resolved,
+            limits,
+            notes,
         })
     }
 
@@ -358,6 +391,7 @@ impl Runtime {
         self.call(
             &sender.plugin,
             sender.context.clone(),
+            sender.limits,
             async move |store, instance| {
                 let settings = to_wit_settings(store, &settings)?;
                 instance
@@ -368,6 +402,10 @@ impl Runtime {
         )
         .await?
         .map_err(CallError::Plugin)
+        .and_then(|line| match line.len() {
+            n if n > MAX_ANSWER_BYTES => Err(too_large("answer", n)),
+            _ => Ok(line),
+        })
     }
 
     /// Sends one message through the sender's plugin.
@@ -376,6 +414,7 @@ impl Runtime {
         self.call(
             &sender.plugin,
             sender.context.clone(),
+            sender.limits,
             async move |store, instance| {
                 let settings = to_wit_settings(store, &settings)?;
                 instance
@@ -386,6 +425,10 @@ impl Runtime {
         )
         .await?
         .map_err(CallError::Plugin)
+        .and_then(|receipt| match receipt_size(&receipt) {
+            n if n > MAX_ANSWER_BYTES => Err(too_large("receipt", n)),
+            _ => Ok(receipt),
+        })
     }
 
     /// One call in a fresh store and instance, under the limits.
@@ -393,15 +436,13 @@ impl Runtime {
         &self,
         plugin: &Plugin,
         context: Arc<SenderContext>,
+        limits: Limits,
         work: impl AsyncFnOnce(&mut Store<HostState>, &SenderPlugin) -> wasmtime::Result<R>,
     ) -> Result<R, CallError> {
-        let mut store = Store::new(
-            &self.engine,
-            HostState::new(context, self.limits.memory_bytes),
-        );
+        let mut store = Store::new(&self.engine, HostState::new(context, limits.memory_bytes));
         store.limiter(|state| &mut state.limits);
         let started = Instant::now();
-        let guest_cpu = self.limits.guest_cpu;
+        let guest_cpu = limits.guest_cpu;
         store.epoch_deadline_callback(move |ctx| {
             let host_io = ctx.data().host_io;
             if started.elapsed().saturating_sub(host_io) > guest_cpu {
@@ -418,24 +459,57 @@ impl Runtime {
             let instance = plugin.pre.instantiate_async(&mut store).await?;
             work(&mut store, &instance).await
         };
-        match tokio::time::timeout(self.limits.call_wall, run).await {
+        match tokio::time::timeout(limits.call_wall, run).await {
             Ok(Ok(value)) => Ok(value),
-            Ok(Err(e)) => Err(CallError::Crashed(crash_message(&e))),
+            Ok(Err(e)) => {
+                let mut message = crash_message(&e, &limits);
+                if let Some(said) = store.data().stderr_tail() {
+                    message.push_str(&format!("; it wrote: {said}"));
+                }
+                Err(CallError::Crashed(message))
+            }
             Err(_) => Err(CallError::Crashed(format!(
                 "the call took longer than {} s and was stopped",
-                self.limits.call_wall.as_secs()
+                limits.call_wall.as_secs()
             ))),
         }
     }
 }
 
-/// A trap's message with its wasm backtrace cut short: the first line says what happened.
-fn crash_message(e: &wasmtime::Error) -> String {
-    let mut text = format!("{e:#}");
-    if let Some(trap) = e.downcast_ref::<wasmtime::Trap>() {
-        text = format!("{trap}: {text}");
+/// What went wrong, in one line: the trap or the limit, without the wasm backtrace (which goes
+/// to the debug log).
+fn crash_message(e: &wasmtime::Error, limits: &Limits) -> String {
+    tracing::debug!("plugin failure in full: {e:?}");
+    if format!("{e:#}").contains("when growing memory") {
+        return format!(
+            "the plugin reached its memory limit ({} MiB) and was stopped",
+            limits.memory_bytes >> 20
+        );
     }
-    text.lines().take(6).collect::<Vec<_>>().join(" | ")
+    match e.downcast_ref::<wasmtime::Trap>() {
+        Some(trap) => trap.to_string(),
+        None => e.root_cause().to_string(),
+    }
+}
+
+/// What a plugin may hand back from one call: a receipt or a verify line. Receipts are a few
+/// lines; anything near this is a plugin trying to make the host hold its memory.
+const MAX_ANSWER_BYTES: usize = 1 << 20;
+
+fn receipt_size(r: &Receipt) -> usize {
+    r.detail.len()
+        + r.provider_id.as_ref().map_or(0, String::len)
+        + r.accepted.iter().map(String::len).sum::<usize>()
+        + r.refused
+            .iter()
+            .map(|x| x.address.len() + x.reason.len())
+            .sum::<usize>()
+}
+
+fn too_large(what: &str, size: usize) -> CallError {
+    CallError::Crashed(format!(
+        "the plugin's {what} is {size} bytes; the host accepts at most {MAX_ANSWER_BYTES}"
+    ))
 }
 
 /// Settings as the plugin receives them; secrets become handles in this call's table.

@@ -20,6 +20,7 @@ use std::path::{Path, PathBuf};
 use toml::Spanned;
 use toml::de::{DeTable, DeValue};
 
+use crate::gate::Grant;
 use crate::secret::Secret;
 use crate::wit::types::{SettingDefault, SettingKind, SettingSpec};
 
@@ -45,6 +46,18 @@ pub const HOST_KEYS: &[(&str, &str)] = &[
     (
         "sha256",
         "the expected sha256 of the plugin file; a mismatch refuses to load",
+    ),
+    (
+        "allow_hosts",
+        "the destinations this sender may reach, replacing what its plugin asks for: [\"smtp://mx.example.com:587\", \"https://*.example.com\"]",
+    ),
+    (
+        "memory_limit_mb",
+        "the memory a call of this sender's plugin may use (default 512)",
+    ),
+    (
+        "cpu_limit_secs",
+        "the time the plugin's own code may run in one call, host I/O not counted (default 10)",
     ),
 ];
 
@@ -150,6 +163,10 @@ pub struct SenderSettings {
     pub ca_file: Option<PathBuf>,
     /// The pinned sha256 of the plugin file, lowercase hex.
     pub sha256: Option<String>,
+    /// `allow_hosts`: when set, the sender's grants instead of its plugin's declared needs.
+    pub allow_hosts: Option<Vec<Grant>>,
+    pub memory_limit_mb: Option<u32>,
+    pub cpu_limit_secs: Option<u32>,
     /// The plugin's keys, in file order.
     pub entries: Vec<RawEntry>,
     file: PathBuf,
@@ -335,11 +352,17 @@ impl Parser<'_> {
         let mut flags = [false; 3];
         let mut ca_file = None;
         let mut sha256 = None;
+        let mut allow_hosts = None;
+        let mut limits = [None; 2];
         let mut entries = Vec::new();
         for (key, value) in table {
             let key_name = key.get_ref().as_ref();
             let key_line = self.line_of(key.span().start);
             let dotted = format!("{prefix}.{key_name}");
+            if key_name == "allow_hosts" {
+                allow_hosts = Some(self.grants(key_line, &dotted, value));
+                continue;
+            }
             let raw = self.raw_value(base, value);
             match key_name {
                 "plugin" => match raw {
@@ -402,6 +425,26 @@ impl Parser<'_> {
                         "expected 64 hexadecimal digits (the plugin file's sha256)",
                     ),
                 },
+                "memory_limit_mb" | "cpu_limit_secs" => {
+                    let (slot, max) = if key_name == "memory_limit_mb" {
+                        (0, 4096)
+                    } else {
+                        (1, 3600)
+                    };
+                    match raw {
+                        RawValue::Integer(n) if (1..=max).contains(&n) => {
+                            limits[slot] = Some(n as u32)
+                        }
+                        other => self.error(
+                            Some(key_line),
+                            &dotted,
+                            format!(
+                                "expected a whole number from 1 to {max}, found {}",
+                                describe(&other)
+                            ),
+                        ),
+                    }
+                }
                 _ => entries.push(RawEntry {
                     key: key_name.to_string(),
                     line: key_line,
@@ -430,9 +473,38 @@ impl Parser<'_> {
             allow_job_recipients: flags[2],
             ca_file,
             sha256,
+            allow_hosts,
+            memory_limit_mb: limits[0],
+            cpu_limit_secs: limits[1],
             entries,
             file: self.file.clone(),
         })
+    }
+
+    /// `allow_hosts`: a list of destinations, each parsed into a grant.
+    fn grants(&mut self, line: usize, key: &str, value: &Spanned<DeValue<'_>>) -> Vec<Grant> {
+        let Some(list) = value.get_ref().as_array() else {
+            self.error(
+                Some(line),
+                key,
+                "expected a list of destinations, e.g. [\"smtp://mx.example.com:587\"]",
+            );
+            return Vec::new();
+        };
+        let mut grants = Vec::new();
+        for (i, item) in list.iter().enumerate() {
+            let item_line = self.line_of(item.span().start);
+            match item.get_ref().as_str().map(Grant::parse) {
+                Some(Ok(grant)) => grants.push(grant),
+                Some(Err(e)) => self.error(Some(item_line), &format!("{key}[{i}]"), e),
+                None => self.error(
+                    Some(item_line),
+                    &format!("{key}[{i}]"),
+                    "expected a string like \"smtp://mx.example.com:587\"",
+                ),
+            }
+        }
+        grants
     }
 
     fn raw_value(&mut self, base: &Path, value: &Spanned<DeValue<'_>>) -> RawValue {
@@ -724,6 +796,37 @@ mod tests {
         assert!(parse(&format!("failover = true\n{text}")).unwrap().failover);
         let e = only_error(parse(&format!("failover = \"yes\"\n{text}")));
         assert_eq!((e.line, e.key.as_str()), (Some(1), "failover"));
+    }
+
+    #[test]
+    fn allow_hosts_are_parsed_into_grants_and_bad_entries_named() {
+        let s = parse(
+            "[senders.a]\nplugin = \"smtp\"\nallow_hosts = [\"smtp://mx.example.com:587\", \"https://*.example.com\"]\nmemory_limit_mb = 64\n",
+        )
+        .unwrap();
+        let grants: Vec<String> = s.senders[0]
+            .allow_hosts
+            .as_ref()
+            .unwrap()
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        assert_eq!(
+            grants,
+            ["smtp://mx.example.com:587", "https://*.example.com:443"]
+        );
+        assert_eq!(s.senders[0].memory_limit_mb, Some(64));
+        let e = only_error(parse(
+            "[senders.a]\nplugin = \"smtp\"\nallow_hosts = [\n  \"smtp://ok.example.com:25\",\n  \"smtp://bad host:25\",\n]\n",
+        ));
+        assert_eq!(
+            (e.line, e.key.as_str()),
+            (Some(5), "senders.a.allow_hosts[1]")
+        );
+        let e = only_error(parse(
+            "[senders.a]\nplugin = \"smtp\"\ncpu_limit_secs = 0\n",
+        ));
+        assert!(e.message.contains("from 1 to 3600"), "{e}");
     }
 
     #[test]

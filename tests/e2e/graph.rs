@@ -648,7 +648,7 @@ mod in_process {
             .gate
             .grants()
             .iter()
-            .filter(|g| g.port != server_port(&server.graph_url()))
+            .filter(|g| g.port != Some(server_port(&server.graph_url())))
             .cloned()
             .collect();
         assert_eq!(grants.len(), 2, "{grants:?}");

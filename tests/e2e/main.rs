@@ -11,6 +11,7 @@
 //! | [`plugins`] | `plugins`: the built-in SMTP plugin and its settings |
 //! | [`cache`] | precompiled plugins: compiled once, then loaded |
 //! | [`secrets`] | passwords from a file or the environment never reach any output |
+//! | [`sandbox`] | hostile plugins: denied destinations, limits, crashes, floods, WASI, integrity |
 //! | [`routing`] | which sender carries each email (preferred, job options, events), failover, `route` |
 //!
 //! One test binary with submodules, so the binary is built once. Tests must never talk to
@@ -24,6 +25,7 @@ mod graph;
 mod imap;
 mod plugins;
 mod routing;
+mod sandbox;
 mod secrets;
 mod send;
 mod settings;

@@ -9,6 +9,7 @@
 //! | [`ports`] | free 127.0.0.1 ports |
 //! | [`smtp_server`] | `tests/servers/smtp_server.py` started and stopped, what it received and heard |
 //! | [`sender`] | the settings file of an SMTP sender that works against the test server |
+//! | [`test_plugins`] | the hostile and otherwise broken plugins built only for the tests |
 //! | [`binary`] | `scan2x-mail` run with a settings file, a private cache and a timeout; its output checked for secrets |
 //!
 //! The support code never talks to anything but 127.0.0.1 and never reads the user's own
@@ -21,6 +22,7 @@ pub mod graph_server;
 pub mod ports;
 pub mod sender;
 pub mod smtp_server;
+pub mod test_plugins;
 
 pub use binary::Scan2xMail;
 pub use sender::{FROM, PASSWORD, PASSWORD_ENV, Password, SmtpSender, USER};

@@ -38,6 +38,9 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
 const COMMAND_TIMEOUT: Duration = Duration::from_secs(60);
 /// Transferring the message: a 30 MB scan over a slow uplink takes a while.
 const DATA_TIMEOUT: Duration = Duration::from_secs(600);
+/// The largest message a plugin may hand over: a 30 MB scan is about 41 MB once base64-encoded;
+/// no mail server takes much more.
+pub const MAX_MESSAGE_BYTES: usize = 100 << 20;
 
 impl Host for HostState {
     async fn send(
@@ -53,6 +56,13 @@ impl Host for HostState {
             .check("smtp", &endpoint.host, endpoint.port)
         {
             return Ok(Err(SendError::Denied(denied.to_string())));
+        }
+        if raw_message.len() > MAX_MESSAGE_BYTES {
+            return Ok(Err(SendError::InvalidMessage(format!(
+                "the message is {} MiB; at most {} MiB can be sent",
+                raw_message.len() >> 20,
+                MAX_MESSAGE_BYTES >> 20
+            ))));
         }
         let login = login(self, credentials)?;
         let started = std::time::Instant::now();

@@ -1,0 +1,181 @@
+//! A hostile sender plugin, built only by the tests (never shipped): its `send` does what its
+//! `attack` setting says, so each test can prove the sandbox holds against one misdeed.
+//!
+//! | attack | what it tries |
+//! |---|---|
+//! | `none` | nothing: answers with a receipt (the control) |
+//! | `smtp-elsewhere`, `http-elsewhere`, `imap-elsewhere` | to reach `127.0.0.1:{port + 1}`, which it was not granted |
+//! | `loop` | to spin forever |
+//! | `alloc` | to allocate without end |
+//! | `trap`, `panic` | to crash |
+//! | `log-flood` | to write 200 000 log lines |
+//! | `huge-message` | to hand the host a 101 MiB message |
+//! | `huge-receipt` | to hand back a 2 MiB receipt |
+//! | `environment` | to read environment variables and arguments (it reports how many it saw) |
+
+// The canonical-ABI glue wit-bindgen generates is unsafe by nature; only this module has it.
+#[allow(unsafe_code)]
+mod bindings {
+    wit_bindgen::generate!({ path: "../../../wit", world: "sender-plugin" });
+
+    #[cfg(target_arch = "wasm32")]
+    use super::Hostile;
+    #[cfg(target_arch = "wasm32")]
+    export!(Hostile);
+}
+
+use bindings::exports::scan2x::mail::mail_sender::Guest;
+use bindings::scan2x::mail::types::{
+    Credentials, Endpoint, EventKind, Message, PluginInfo, Receipt, SendError, Setting,
+    SettingKind, SettingSpec, SettingValue, TlsMode,
+};
+use bindings::scan2x::mail::{http, imap, log, smtp};
+
+struct Hostile;
+
+fn spec(key: &str, kind: SettingKind, required: bool) -> SettingSpec {
+    SettingSpec {
+        key: key.into(),
+        label: key.into(),
+        kind,
+        required,
+        default: None,
+        help: String::new(),
+    }
+}
+
+fn receipt(detail: String) -> Receipt {
+    Receipt {
+        provider_id: None,
+        accepted: Vec::new(),
+        refused: Vec::new(),
+        detail,
+    }
+}
+
+impl Guest for Hostile {
+    fn describe() -> PluginInfo {
+        PluginInfo {
+            id: "hostile".into(),
+            version: "0.0.1".into(),
+            label: "Hostile (tests only)".into(),
+            description: "Attacks the sandbox on purpose.".into(),
+            settings: vec![
+                spec("host", SettingKind::Text, true),
+                spec("port", SettingKind::Integer, true),
+                spec("attack", SettingKind::Text, true),
+                spec("password", SettingKind::Secret, false),
+            ],
+            events: vec![
+                EventKind::JobOutput,
+                EventKind::SavedScanCopy,
+                EventKind::PinRequest,
+                EventKind::QueueNotification,
+            ],
+            network: vec!["smtp://{host}:{port}".into()],
+        }
+    }
+
+    fn verify(_settings: Vec<Setting>) -> Result<String, SendError> {
+        Ok("nothing to verify".into())
+    }
+
+    fn send(settings: Vec<Setting>, _message: Message) -> Result<Receipt, SendError> {
+        let text = |key: &str| {
+            settings
+                .iter()
+                .find(|s| s.key == key)
+                .and_then(|s| match &s.value {
+                    SettingValue::Text(t) => Some(t.clone()),
+                    _ => None,
+                })
+        };
+        let port = settings
+            .iter()
+            .find_map(|s| match (&s.key[..], &s.value) {
+                ("port", SettingValue::Integer(p)) => Some(*p as u16),
+                _ => None,
+            })
+            .unwrap_or(25);
+        let password = settings.iter().find_map(|s| match (&s.key[..], &s.value) {
+            ("password", SettingValue::Secret(secret)) => Some(secret),
+            _ => None,
+        });
+        let host = text("host").unwrap_or_default();
+        let elsewhere = Endpoint {
+            host: "127.0.0.1".into(),
+            port: port.wrapping_add(1),
+            tls: TlsMode::Plaintext,
+        };
+        match text("attack").as_deref().unwrap_or("none") {
+            "none" => Ok(receipt("nothing attempted".into())),
+            "smtp-elsewhere" => smtp::verify(&elsewhere, None).map(receipt),
+            "http-elsewhere" => {
+                let request = http::Request {
+                    method: http::Method::Get,
+                    url: format!("http://127.0.0.1:{}/", elsewhere.port),
+                    headers: Vec::new(),
+                    body: http::Body::Empty,
+                    timeout_ms: Some(2000),
+                };
+                match http::send(&request) {
+                    Ok(r) => Ok(receipt(format!("reached it: HTTP {}", r.status))),
+                    Err(http::HttpError::Denied(m)) => Err(SendError::Denied(m)),
+                    Err(other) => Err(SendError::Rejected(format!("{other:?}"))),
+                }
+            }
+            "imap-elsewhere" => {
+                let password =
+                    password.ok_or_else(|| SendError::InvalidSettings("set password".into()))?;
+                let credentials = Credentials {
+                    username: "someone".into(),
+                    password,
+                };
+                imap::Session::open(&elsewhere, &credentials).map(|_| receipt("reached it".into()))
+            }
+            "loop" => {
+                let mut n: u64 = 0;
+                loop {
+                    n = std::hint::black_box(n.wrapping_add(1));
+                }
+            }
+            "alloc" => {
+                let mut hoard: Vec<Vec<u8>> = Vec::new();
+                loop {
+                    hoard.push(vec![0x5a; 1 << 20]);
+                    std::hint::black_box(&hoard);
+                }
+            }
+            "trap" => std::process::abort(),
+            "panic" => panic!("hostile plugin panics on purpose"),
+            "log-flood" => {
+                for i in 0..200_000 {
+                    log::log(log::Level::Info, &format!("flood line {i}"));
+                }
+                Ok(receipt("flooded".into()))
+            }
+            "huge-message" => {
+                let endpoint = Endpoint {
+                    host,
+                    port,
+                    tls: TlsMode::Plaintext,
+                };
+                let envelope = smtp::Envelope {
+                    mail_from: "a@example.test".into(),
+                    rcpt_to: vec!["b@example.test".into()],
+                };
+                let raw = vec![b'a'; 101 << 20];
+                smtp::send(&endpoint, None, &envelope, &raw).map(|r| receipt(r.reply))
+            }
+            "huge-receipt" => Ok(receipt("x".repeat(2 << 20))),
+            "environment" => Ok(receipt(format!(
+                "{} environment variables, {} arguments",
+                std::env::vars().count(),
+                std::env::args().count()
+            ))),
+            other => Err(SendError::InvalidSettings(format!(
+                "unknown attack {other:?}"
+            ))),
+        }
+    }
+}
