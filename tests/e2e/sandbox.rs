@@ -118,15 +118,11 @@ fn allow_hosts_widens_and_narrows_the_grants() {
 
 #[test]
 fn a_plugin_stuck_in_a_loop_is_stopped_at_its_cpu_limit() {
-    let started = Instant::now();
+    // An unstopped loop would run into the harness's own time-out and fail the test; the
+    // message says which limit stopped it. (No wall-clock bound here: the machine may be busy.)
     let run = hostile("loop", 2525, "cpu_limit_secs = 1").run(SEND);
     run.assert_code(1);
     assert!(run.stderr.contains("ran for more than 1 s"), "{run}");
-    assert!(
-        started.elapsed() < Duration::from_secs(8),
-        "took {:?}",
-        started.elapsed()
-    );
 }
 
 #[test]
@@ -176,8 +172,9 @@ fn a_looping_plugin_does_not_stop_the_next_send() {
             matches!(&result, Err(CallError::Crashed(m)) if m.contains("ran for more than 1 s")),
             "{result:?}"
         );
+        // Generous, so a busy machine can't fail it: an unstopped loop never returns at all.
         assert!(
-            started.elapsed() < Duration::from_secs(5),
+            started.elapsed() < Duration::from_secs(60),
             "stopped after {:?}",
             started.elapsed()
         );
@@ -228,7 +225,6 @@ fn a_trap_and_a_panic_are_plugin_failures_with_their_message() {
 
 #[test]
 fn a_log_flood_is_cut_short() {
-    let started = Instant::now();
     let run = hostile("log-flood", 2525, "").run([
         "-v",
         "send",
@@ -245,7 +241,6 @@ fn a_log_flood_is_cut_short() {
         .count();
     assert_eq!(flood_lines, 200, "{}", run.stderr.lines().count());
     assert!(run.stderr.contains("plugin log limit reached"), "{run}");
-    assert!(started.elapsed() < Duration::from_secs(30));
 }
 
 #[test]
