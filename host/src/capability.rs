@@ -29,6 +29,12 @@ pub struct SenderContext {
     pub state: Arc<state::StateStore>,
     /// The sender's HTTP client, made at its first `http` request and reused after.
     pub http: http::ClientSlot,
+    /// The roots the sender's SMTP connections trust, read at its first TLS connection.
+    pub smtp_tls: smtp::TlsCache,
+    /// Benchmarks only (feature `bench`): `smtp.send` passes the gate and the size check, then
+    /// answers "250" without connecting, so the plugin path's own cost can be measured.
+    #[cfg(feature = "bench")]
+    pub smtp_stub: bool,
 }
 
 /// The data of one `Store`: one plugin call.

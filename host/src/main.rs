@@ -609,6 +609,15 @@ fn source_text(plugin: &Plugin) -> String {
     }
 }
 
+/// The built-in a plugin file stands in for: its id is a built-in's. The senders that name the
+/// file use it; `plugin = "<id>"` still means the built-in.
+fn replaces(plugin: &Plugin) -> Option<&str> {
+    match &plugin.reference {
+        PluginRef::File(_) => Runtime::builtin_ids().find(|id| *id == plugin.info.id),
+        PluginRef::Builtin(_) => None,
+    }
+}
+
 fn plugin_json(plugin: &Plugin) -> Value {
     let info = &plugin.info;
     json!({
@@ -618,6 +627,7 @@ fn plugin_json(plugin: &Plugin) -> Value {
         "description": info.description,
         "wit": format!("scan2x:mail@{WIT_VERSION}"),
         "source": source_text(plugin),
+        "replaces": replaces(plugin),
         "sha256": plugin.sha256,
         "events": info.events.iter().map(|e| event_name(*e)).collect::<Vec<_>>(),
         "network": info.network,
@@ -644,6 +654,11 @@ fn plugin_text(plugin: &Plugin) -> String {
         out.push_str(&format!("  {}\n", info.description));
     }
     out.push_str(&format!("  source:   {}\n", source_text(plugin)));
+    if let Some(id) = replaces(plugin) {
+        out.push_str(&format!(
+            "  replaces: the built-in {id}, for the senders that name this file\n"
+        ));
+    }
     out.push_str(&format!("  sha256:   {}\n", plugin.sha256));
     out.push_str(&format!("  WIT:      scan2x:mail@{WIT_VERSION}\n"));
     let events: Vec<&str> = info.events.iter().map(|e| event_name(*e)).collect();

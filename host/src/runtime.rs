@@ -149,6 +149,7 @@ impl Runtime {
     pub fn new(cache_dir: Option<PathBuf>, limits: Limits) -> wasmtime::Result<Self> {
         let mut config = Config::new();
         config.epoch_interruption(true);
+        config.allocation_strategy(pooling());
         let engine = Engine::new(&config)?;
         start_epoch_ticker(&engine);
         let mut linker = Linker::<HostState>::new(&engine);
@@ -563,6 +564,30 @@ fn add_wasi_to_linker(linker: &mut Linker<HostState>) -> wasmtime::Result<()> {
     cli::terminal_stderr::add_to_linker::<HostState, WasiCli>(l, HostState::cli)?;
     Ok(())
 }
+
+/// Every call gets a fresh instance; the pooling allocator hands it memory, tables and a stack
+/// from slots reused across calls instead of mapping and unmapping them each time (a fresh
+/// mapping made every call pay page faults for the guest's heap: `cargo xtask bench`, part 2).
+/// The pool bounds the calls in flight at once per runtime; the per-call memory limit stays the
+/// store limiter's, so slots may grow to the 4 GiB a 32-bit memory can address.
+fn pooling() -> wasmtime::InstanceAllocationStrategy {
+    let calls = MAX_CALLS_IN_FLIGHT;
+    let mut pool = wasmtime::PoolingAllocationConfig::new();
+    pool.total_component_instances(calls)
+        .total_core_instances(calls * 8)
+        .total_memories(calls * 4)
+        .total_tables(calls * 8)
+        .total_stacks(calls)
+        .max_memory_size(4 << 30)
+        // A warm slot keeps the pages a typical send touches (zeroed by memset on release)
+        // instead of faulting them in again on the next call.
+        .linear_memory_keep_resident(4 << 20)
+        .table_keep_resident(64 << 10);
+    wasmtime::InstanceAllocationStrategy::Pooling(pool)
+}
+
+/// Plugin calls that may run at once in one runtime (each holds one slot of the pool).
+const MAX_CALLS_IN_FLIGHT: u32 = 100;
 
 /// Advances the engine's epoch every tick while the engine lives.
 fn start_epoch_ticker(engine: &Engine) {

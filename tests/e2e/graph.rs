@@ -692,24 +692,7 @@ mod stand_in {
     }
 
     fn client(server: &GraphServer) -> Client {
-        use rustls::pki_types::CertificateDer;
-        use rustls::pki_types::pem::PemObject as _;
-        let pem = std::fs::read(server.ca_file()).unwrap();
-        let mut roots = rustls::RootCertStore::empty();
-        for cert in CertificateDer::pem_slice_iter(&pem) {
-            roots.add(cert.unwrap()).unwrap();
-        }
-        let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let config = rustls::ClientConfig::builder_with_provider(provider)
-            .with_safe_default_protocol_versions()
-            .unwrap()
-            .with_root_certificates(roots)
-            .with_no_client_auth();
-        Client::builder()
-            .tls_backend_preconfigured(config)
-            .no_proxy()
-            .build()
-            .unwrap()
+        crate::support::https_client(&server.ca_file())
     }
 
     async fn token_response(server: &GraphServer, scope: &str) -> reqwest::Response {

@@ -12,6 +12,7 @@
 //! | [`cache`] | precompiled plugins: compiled once, then loaded |
 //! | [`secrets`] | passwords from a file or the environment never reach any output |
 //! | [`sandbox`] | hostile plugins: denied destinations, limits, crashes, floods, WASI, integrity |
+//! | [`vendor`] | a vendor's plugin as a file (the SendGrid example) used by the same binary; a built-in replaced by a file |
 //! | [`routing`] | which sender carries each email (preferred, job options, events), failover, `route` |
 //!
 //! One test binary with submodules, so the binary is built once. Tests must never talk to
@@ -30,3 +31,4 @@ mod secrets;
 mod send;
 mod settings;
 mod test_settings;
+mod vendor;

@@ -7,9 +7,10 @@
 //! | [`dovecot`] | a throw-away Dovecot (IMAP) with a test user, SPECIAL-USE folders and Maildir storage, read back |
 //! | [`graph_server`] | `tests/servers/graph_server.py`, the Microsoft Graph stand-in, started and stopped; what it received and sent; a Graph sender's settings |
 //! | [`ports`] | free 127.0.0.1 ports |
+//! | [`sendgrid_server`] | `tests/servers/sendgrid_server.py`, the SendGrid stand-in, started and stopped; what it received |
 //! | [`smtp_server`] | `tests/servers/smtp_server.py` started and stopped, what it received and heard |
 //! | [`sender`] | the settings file of an SMTP sender that works against the test server |
-//! | [`test_plugins`] | the hostile and otherwise broken plugins built only for the tests |
+//! | [`test_plugins`] | the plugins installed as files: the hostile and broken ones, and the example vendor plugin |
 //! | [`binary`] | `scan2x-mail` run with a settings file, a private cache and a timeout; its output checked for secrets |
 //!
 //! The support code never talks to anything but 127.0.0.1 and never reads the user's own
@@ -21,6 +22,7 @@ pub mod dovecot;
 pub mod graph_server;
 pub mod ports;
 pub mod sender;
+pub mod sendgrid_server;
 pub mod smtp_server;
 pub mod test_plugins;
 
@@ -36,6 +38,29 @@ pub fn say_skipped(test: &str, why: &str) {
         std::io::stderr(),
         "\n==========\nSKIPPED: {test}: {why}\n==========\n"
     );
+}
+
+/// An HTTPS client for a stand-in that trusts only the test CA in `ca_file`: rustls on ring, as
+/// the host, and no proxy (a test must never leave loopback).
+pub fn https_client(ca_file: &std::path::Path) -> reqwest::Client {
+    use rustls::pki_types::CertificateDer;
+    use rustls::pki_types::pem::PemObject as _;
+    let pem = std::fs::read(ca_file).unwrap();
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in CertificateDer::pem_slice_iter(&pem) {
+        roots.add(cert.unwrap()).unwrap();
+    }
+    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    reqwest::Client::builder()
+        .tls_backend_preconfigured(config)
+        .no_proxy()
+        .build()
+        .unwrap()
 }
 
 /// Quote `value` as a TOML basic string (paths in settings files).

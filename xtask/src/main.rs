@@ -3,16 +3,21 @@
 //!
 //! | task | module | does |
 //! |---|---|---|
-//! | `build` | [`build`] | the release binary with the default plugins embedded |
+//! | `build` | [`build`] | the release binary with the default plugins embedded, and every plugin crate as a `.wasm` |
+//! | `new-plugin` | [`new_plugin`] | a new plugin crate under `plugins/`, written with the kit |
 //! | `test`  | [`test`]  | every test, with a Python that has aiosmtpd for the mail-server tests |
 //! | `demo`  | [`demo`]  | a scan sent through the built-in SMTP plugin to a loopback server |
+//! | `bench` | [`bench`] | what the plugin design costs, against bare lettre; `target/bench/summary.md` |
 //!
 //! This file only parses arguments and dispatches. xtask keeps few dependencies so it builds
 //! fast, and it never installs anything outside the rustup toolchain and `target/`.
 
+mod bench;
+mod bench_servers;
 mod build;
 mod certs;
 mod demo;
+mod new_plugin;
 mod process;
 mod python;
 mod smtp_server;
@@ -28,8 +33,13 @@ Usage: cargo xtask <TASK> [ARGS...]
 
 Tasks:
   build         Add the wasm32-wasip2 target if it is missing, build scan2x-mail in release
-                mode (its build script builds the default plugins and embeds them), and print
-                where the binary is.
+                mode (its build script builds the default plugins and embeds them), build every
+                plugin crate under plugins/ and examples/ into a .wasm, and print where the
+                binary and the plugins are.
+  new-plugin NAME
+                Write plugins/NAME, a sender plugin crate written with the plugin kit that
+                builds and passes its own test as generated, and add it to the workspace
+                members (never to the plugins embedded in the binary). Never overwrites.
   test [ARGS]   Add the wasm32-wasip2 target if it is missing, make the test Python
                 (target/test-python, a venv with aiosmtpd), then run
                 `cargo test --workspace [ARGS]` with SCAN2X_TEST_PYTHON pointing at it.
@@ -37,6 +47,12 @@ Tasks:
   demo          Build scan2x-mail, start the project's SMTP test server on 127.0.0.1 with a
                 throw-away CA, and send a generated PDF scan through the built-in SMTP plugin:
                 plugins, check, test, send; then show what the server received.
+  bench [--quick]
+                Build scan2x-mail and the benchmark harness (bench/) in release mode, start
+                local servers (Postfix with a discard transport, Dovecot, the Graph stand-in),
+                measure the plugin path against bare lettre, start-up and large scans, and
+                write target/bench/summary.md. Only numbers, no thresholds: it never fails
+                because a machine is slow. Postfix and Dovecot are used when installed.
   help          Print this text (also -h, --help).
 ";
 
@@ -48,6 +64,8 @@ fn main() -> ExitCode {
         Some("build") if rest.is_empty() => build::run(),
         Some("test") => test::run(&rest),
         Some("demo") if rest.is_empty() => demo::run(),
+        Some("new-plugin") => new_plugin::run(&rest),
+        Some("bench") => bench::run(&rest),
         Some("help" | "-h" | "--help") => {
             print!("{HELP}");
             return ExitCode::SUCCESS;

@@ -1,6 +1,6 @@
-//! Failures as the host must hear them (the WIT `send-error`, in plain Rust), and how Microsoft's
-//! answers map to them: the identity platform's `AADSTS` codes, Graph's error codes and HTTP
-//! statuses, `Retry-After`.
+//! How Microsoft's answers map to failures as the host must hear them (the kit's [`Failure`],
+//! the WIT `send-error` in plain Rust): the identity platform's `AADSTS` codes, Graph's error
+//! codes and HTTP statuses, `Retry-After`. Network trouble and `Retry-After` are read by the kit.
 //!
 //! | answer | failure |
 //! |---|---|
@@ -18,74 +18,10 @@
 //!
 //! Messages quote Microsoft's code and the first sentence of its text, never a token or secret.
 
-use crate::transport::{Response, TransportError};
+pub use scan2x_mail_plugin_kit::SendError as Failure;
+use scan2x_mail_plugin_kit::error::is_temporary_status;
 
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Failure {
-    InvalidSettings(String),
-    InvalidMessage(String),
-    AuthFailed(String),
-    Rejected(String),
-    Temporary {
-        reason: String,
-        retry_after_secs: Option<u32>,
-    },
-    Denied(String),
-}
-
-impl Failure {
-    pub fn kind(&self) -> &'static str {
-        match self {
-            Failure::InvalidSettings(_) => "invalid-settings",
-            Failure::InvalidMessage(_) => "invalid-message",
-            Failure::AuthFailed(_) => "auth-failed",
-            Failure::Rejected(_) => "rejected",
-            Failure::Temporary { .. } => "temporary",
-            Failure::Denied(_) => "denied",
-        }
-    }
-
-    pub fn message(&self) -> &str {
-        match self {
-            Failure::InvalidSettings(m)
-            | Failure::InvalidMessage(m)
-            | Failure::AuthFailed(m)
-            | Failure::Rejected(m)
-            | Failure::Denied(m) => m,
-            Failure::Temporary { reason, .. } => reason,
-        }
-    }
-}
-
-/// A request that got no response: `doing` says what it was for ("getting a token").
-pub fn transport(doing: &str, e: TransportError) -> Failure {
-    match e {
-        TransportError::Denied(m) => Failure::Denied(format!("{doing}: {m}")),
-        TransportError::InvalidRequest(m) => {
-            Failure::InvalidSettings(format!("{doing}: the request could not be made: {m}"))
-        }
-        TransportError::Connection(m) => Failure::Temporary {
-            reason: format!("{doing}: {m}"),
-            retry_after_secs: None,
-        },
-        TransportError::Timeout(m) => Failure::Temporary {
-            reason: format!("{doing}: timed out: {m}"),
-            retry_after_secs: None,
-        },
-        TransportError::TooLarge(m) => Failure::Rejected(format!("{doing}: {m}")),
-    }
-}
-
-/// `Retry-After` in seconds (the form Graph and the identity platform use).
-pub fn retry_after(response: &Response) -> Option<u32> {
-    response
-        .header("Retry-After")
-        .and_then(|v| v.trim().parse::<u32>().ok())
-}
-
-fn is_temporary_status(status: u16) -> bool {
-    matches!(status, 429 | 500 | 502 | 503 | 504)
-}
+use crate::transport::Response;
 
 /// The first sentence of a Microsoft error text (the rest is trace and correlation ids).
 fn first_sentence(text: &str) -> String {
@@ -139,7 +75,7 @@ pub fn token_failure(response: &Response, tenant_id: &str, client_id: &str) -> F
     if is_temporary_status(status) {
         return Failure::Temporary {
             reason: format!("the token endpoint answered {status}; try again later"),
-            retry_after_secs: retry_after(response),
+            retry_after_secs: response.retry_after(),
         };
     }
     let Some(e) = TokenError::parse(&response.body) else {
@@ -210,7 +146,7 @@ pub fn graph_failure(response: &Response, doing: &str, username: &str, from: &st
     if is_temporary_status(status) {
         return Failure::Temporary {
             reason: format!("{doing}: Microsoft Graph answered {said}"),
-            retry_after_secs: retry_after(response),
+            retry_after_secs: response.retry_after(),
         };
     }
     match (status, e.code.as_str()) {
@@ -407,21 +343,5 @@ mod tests {
                 }
             );
         }
-    }
-
-    #[test]
-    fn transport_errors_keep_denied_and_make_network_trouble_temporary() {
-        assert_eq!(
-            transport("x", TransportError::Denied("no".into())).kind(),
-            "denied"
-        );
-        assert_eq!(
-            transport("x", TransportError::Connection("reset".into())).kind(),
-            "temporary"
-        );
-        assert_eq!(
-            transport("x", TransportError::Timeout("slow".into())).kind(),
-            "temporary"
-        );
     }
 }

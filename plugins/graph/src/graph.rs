@@ -18,7 +18,7 @@
 
 use serde_json::Value;
 
-use crate::failure::{Failure, graph_failure, token_failure, transport};
+use crate::failure::{Failure, graph_failure, token_failure};
 use crate::message::{self, Message, Plan, path_segment, range_at};
 use crate::settings::Settings;
 use crate::transport::{Body, Host, Level, Method, Part, Request, Response};
@@ -30,14 +30,9 @@ pub const TOKEN_MARGIN_SECS: u64 = 300;
 const TOKEN_TIMEOUT_MS: u32 = 60_000;
 const UPLOAD_TIMEOUT_MS: u32 = 300_000;
 
-/// What Graph said when it took the message.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Receipt {
-    /// Graph's `request-id` of the final request.
-    pub provider_id: Option<String>,
-    pub accepted: Vec<String>,
-    pub detail: String,
-}
+/// What Graph said when it took the message: the provider id is Graph's `request-id` of the
+/// final request; Graph takes or refuses the message as a whole, so nothing is refused one by one.
+pub use scan2x_mail_plugin_kit::Receipt;
 
 /// How long to keep a token that lives `expires_in` seconds: until [`TOKEN_MARGIN_SECS`] before
 /// it expires, or half its life when it is short. 0: don't keep it.
@@ -100,7 +95,10 @@ impl<'h, H: Host> Graph<'h, H> {
         ]);
         request.timeout_ms = Some(TOKEN_TIMEOUT_MS);
         let doing = format!("getting an access token from {}", s.authority_url);
-        let response = self.host.http(request).map_err(|e| transport(&doing, e))?;
+        let response = self
+            .host
+            .http(request)
+            .map_err(|e| e.into_send_error(&doing))?;
         if response.status != 200 {
             return Err(token_failure(&response, &s.tenant_id, &s.client_id));
         }
@@ -165,7 +163,10 @@ impl<'h, H: Host> Graph<'h, H> {
                 }
                 None => request,
             };
-            let response = self.host.http(request).map_err(|e| transport(doing, e))?;
+            let response = self
+                .host
+                .http(request)
+                .map_err(|e| e.into_send_error(doing))?;
             if response.status == 401 && kept {
                 self.host.log(
                     Level::Info,
@@ -260,6 +261,7 @@ impl<'h, H: Host> Graph<'h, H> {
         Ok(Receipt {
             provider_id: response.header("request-id").map(str::to_owned),
             accepted: message.recipients(),
+            refused: Vec::new(),
             detail: format!("202 Accepted by Microsoft Graph ({via})"),
         })
     }
@@ -354,16 +356,16 @@ impl<'h, H: Host> Graph<'h, H> {
                 .header("Content-Range", &range.content_range());
             request.body = Body::Bytes(a.content[range.start..range.end].to_vec());
             request.timeout_ms = Some(UPLOAD_TIMEOUT_MS);
-            let response = self
-                .host
-                .http(request)
-                .map_err(|e| match transport(&doing, e) {
-                    Failure::Denied(m) => Failure::Denied(format!(
-                        "{m}; Graph's upload URL is on another origin than outlook_url: set \
+            let response =
+                self.host
+                    .http(request)
+                    .map_err(|e| match e.into_send_error(&doing) {
+                        Failure::Denied(m) => Failure::Denied(format!(
+                            "{m}; Graph's upload URL is on another origin than outlook_url: set \
                      outlook_url to the Outlook endpoint of your cloud"
-                    )),
-                    other => other,
-                })?;
+                        )),
+                        other => other,
+                    })?;
             match response.status {
                 201 if range.end == total => return Ok(()),
                 200 => {

@@ -22,44 +22,7 @@ pub const MAX_ATTACHMENT_BYTES: usize = 150 * 1024 * 1024;
 /// One upload range: 12 × 320 KiB = 3.75 MiB, under Graph's 4 MB per request.
 pub const CHUNK_BYTES: usize = 12 * 320 * 1024;
 
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Mailbox {
-    pub name: Option<String>,
-    pub address: String,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Attachment {
-    pub filename: String,
-    pub content_type: String,
-    pub content: Vec<u8>,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Message {
-    pub message_id: String,
-    pub from: Option<Mailbox>,
-    pub to: Vec<Mailbox>,
-    pub cc: Vec<Mailbox>,
-    pub bcc: Vec<Mailbox>,
-    pub reply_to: Vec<Mailbox>,
-    pub subject: String,
-    pub text_body: Option<String>,
-    pub html_body: Option<String>,
-    pub attachments: Vec<Attachment>,
-}
-
-impl Message {
-    /// Every recipient address (To, Cc, Bcc), as the receipt lists them.
-    pub fn recipients(&self) -> Vec<String> {
-        self.to
-            .iter()
-            .chain(&self.cc)
-            .chain(&self.bcc)
-            .map(|m| m.address.clone())
-            .collect()
-    }
-}
+pub use scan2x_mail_plugin_kit::message::{Attachment, Mailbox, Message};
 
 fn recipient(m: &Mailbox) -> Value {
     match &m.name {

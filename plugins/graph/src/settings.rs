@@ -15,13 +15,15 @@
 //! `outlook_url` exists because Graph hands out upload URLs for large attachments on the Outlook
 //! origin, not on Graph's: the sender must be granted it, and national clouds use other hosts.
 //!
-//! Plain Rust over the kit's [`SettingValue`], generic in the secret handle, so it tests natively.
+//! Plain Rust over the kit's [`Values`], generic in the secret handle, so it tests natively.
 //! It must never read a secret's value (it can't) and never call a host capability.
 
-use scan2x_mail_plugin_kit::settings::{
-    InvalidSettings, SettingDefault, SettingKind, SettingSpec, SettingValue, kind_name,
-    required_text,
+pub use scan2x_mail_plugin_kit::settings::{
+    InvalidSettings, SettingDefault, SettingKind, SettingSpec, SettingValue, Values,
 };
+
+/// What an administrator sees: the sender's label.
+pub const LABEL: &str = "Microsoft Graph";
 
 pub const DEFAULT_AUTHORITY_URL: &str = "https://login.microsoftonline.com";
 pub const DEFAULT_GRAPH_URL: &str = "https://graph.microsoft.com";
@@ -124,35 +126,24 @@ pub fn schema() -> Vec<SettingSpec> {
 
 /// Parses the host's settings. Defaults are filled in by the host; they are filled in here too,
 /// so a missing optional key means the same everywhere.
-pub fn parse<S>(
-    entries: impl IntoIterator<Item = (String, SettingValue<S>)>,
-) -> Result<Settings<S>, InvalidSettings> {
-    let mut raw = Raw::default();
-    for (key, value) in entries {
-        raw.take(key, value)?;
-    }
-    let tenant_id = tenant_id(required_text("tenant_id", raw.tenant_id)?)?;
-    let client_id = required_text("client_id", raw.client_id)?;
+pub fn parse<S>(mut values: Values<S>) -> Result<Settings<S>, InvalidSettings> {
+    let tenant_id = tenant_id(values.required_text("tenant_id")?)?;
+    let client_id = values.required_text("client_id")?;
     if !is_guid(&client_id) {
         return Err(InvalidSettings(format!(
             "client_id: {client_id:?} is not an Application (client) ID; copy the GUID from the \
              app registration's Overview page"
         )));
     }
-    let client_secret = raw
-        .client_secret
-        .ok_or_else(|| InvalidSettings("client_secret: required, but not set".to_owned()))?;
-    let username = required_text("username", raw.username)?;
+    let client_secret = values.required_secret("client_secret")?;
+    let username = values.required_text("username")?;
     if !(is_address(&username) || is_guid(&username)) {
         return Err(InvalidSettings(format!(
             "username: {username:?} is neither a user principal name (name@domain) nor a user's \
              object ID"
         )));
     }
-    let from_email = raw
-        .from_email
-        .map(|f| f.trim().to_owned())
-        .filter(|f| !f.is_empty());
+    let from_email = values.optional_text("from_email")?;
     if let Some(from) = &from_email
         && !is_address(from)
     {
@@ -168,17 +159,24 @@ pub fn parse<S>(
         from_email,
         authority_url: base_url(
             "authority_url",
-            raw.authority_url
+            values
+                .text("authority_url")?
                 .as_deref()
                 .unwrap_or(DEFAULT_AUTHORITY_URL),
         )?,
         graph_url: base_url(
             "graph_url",
-            raw.graph_url.as_deref().unwrap_or(DEFAULT_GRAPH_URL),
+            values
+                .text("graph_url")?
+                .as_deref()
+                .unwrap_or(DEFAULT_GRAPH_URL),
         )?,
         outlook_url: base_url(
             "outlook_url",
-            raw.outlook_url.as_deref().unwrap_or(DEFAULT_OUTLOOK_URL),
+            values
+                .text("outlook_url")?
+                .as_deref()
+                .unwrap_or(DEFAULT_OUTLOOK_URL),
         )?,
     })
 }
@@ -249,71 +247,17 @@ fn base_url(key: &str, text: &str) -> Result<String, InvalidSettings> {
     Ok(text.to_owned())
 }
 
-/// The entries as given, each at most once and of its schema kind.
-struct Raw<S> {
-    tenant_id: Option<String>,
-    client_id: Option<String>,
-    client_secret: Option<S>,
-    username: Option<String>,
-    from_email: Option<String>,
-    authority_url: Option<String>,
-    graph_url: Option<String>,
-    outlook_url: Option<String>,
-}
-
-impl<S> Default for Raw<S> {
-    fn default() -> Self {
-        Self {
-            tenant_id: None,
-            client_id: None,
-            client_secret: None,
-            username: None,
-            from_email: None,
-            authority_url: None,
-            graph_url: None,
-            outlook_url: None,
-        }
-    }
-}
-
-impl<S> Raw<S> {
-    fn take(&mut self, key: String, value: SettingValue<S>) -> Result<(), InvalidSettings> {
-        let Some(spec) = schema().into_iter().find(|spec| spec.key == key) else {
-            return Err(InvalidSettings(format!(
-                "{key:?} is not a setting of the Microsoft Graph sender"
-            )));
-        };
-        if value.kind() != spec.kind {
-            return Err(InvalidSettings(format!(
-                "{key}: expected {} value, got {} value",
-                kind_name(spec.kind),
-                kind_name(value.kind())
-            )));
-        }
-        let duplicate = match (spec.key, value) {
-            ("tenant_id", SettingValue::Text(v)) => self.tenant_id.replace(v).is_some(),
-            ("client_id", SettingValue::Text(v)) => self.client_id.replace(v).is_some(),
-            ("client_secret", SettingValue::Secret(v)) => self.client_secret.replace(v).is_some(),
-            ("username", SettingValue::Text(v)) => self.username.replace(v).is_some(),
-            ("from_email", SettingValue::Text(v)) => self.from_email.replace(v).is_some(),
-            ("authority_url", SettingValue::Text(v)) => self.authority_url.replace(v).is_some(),
-            ("graph_url", SettingValue::Text(v)) => self.graph_url.replace(v).is_some(),
-            ("outlook_url", SettingValue::Text(v)) => self.outlook_url.replace(v).is_some(),
-            _ => return Err(InvalidSettings(format!("{key}: unexpected value"))),
-        };
-        if duplicate {
-            return Err(InvalidSettings(format!("{key}: given more than once")));
-        }
-        Ok(())
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     const TENANT: &str = "72f988bf-86f1-41af-91ab-2d7cd011db47";
     const CLIENT: &str = "0b7b1a2c-3d4e-4f50-8a6b-7c8d9e0f1a2b";
+
+    /// The settings as the kit hands them to [`super::parse`]: checked against the schema.
+    fn parse(entries: Vec<(String, SettingValue<u32>)>) -> Result<Settings<u32>, InvalidSettings> {
+        super::parse(Values::new(LABEL, schema(), entries)?)
+    }
 
     fn text(key: &str, value: &str) -> (String, SettingValue<u32>) {
         (key.to_owned(), SettingValue::Text(value.to_owned()))

@@ -13,18 +13,21 @@
 //! | `create_mailbox` | boolean | no       | false   | CREATE a missing folder instead of failing |
 //!
 //! IMAP always logs in, so the login is required and TLS must be on: credentials are never
-//! sent over plaintext. Plain Rust over the plugin kit's [`SettingValue`], generic in the secret
+//! sent over plaintext. Plain Rust over the plugin kit's [`Values`], generic in the secret
 //! handle, so it tests natively; it never reads a secret and never calls a host capability.
 
 use scan2x_mail_plugin_kit::compose::Address;
 pub use scan2x_mail_plugin_kit::settings::{
     Endpoint, InvalidSettings, Login, SettingDefault, SettingKind, SettingSpec, SettingValue,
-    TlsMode,
+    TlsMode, Values,
 };
-use scan2x_mail_plugin_kit::settings::{host, kind_name, port, required_text, tls_mode};
+use scan2x_mail_plugin_kit::settings::{host, port, tls_mode};
 
 /// The destination the sender needs, as a URL template over its settings.
 pub const NETWORK: &str = "imap://{host}:{port}";
+
+/// What an administrator sees: the sender's label.
+pub const LABEL: &str = "IMAP";
 
 /// The port on which TLS starts with the first byte (RFC 8314); every other port uses STARTTLS.
 pub const IMPLICIT_TLS_PORT: u16 = 993;
@@ -129,17 +132,14 @@ pub fn schema() -> Vec<SettingSpec> {
 /// schema and filled in defaults; this checks again (a host bug must not become a wrong
 /// connection) and then checks what a schema can't say: the port range, an address, a folder
 /// name a command can carry, and that TLS is on.
-pub fn parse<S>(
-    entries: impl IntoIterator<Item = (String, SettingValue<S>)>,
-) -> Result<Settings<S>, InvalidSettings> {
-    let mut raw = Raw::default();
-    for (key, value) in entries {
-        raw.take(key, value)?;
-    }
-
-    let host = host(required_text("host", raw.host)?)?;
-    let port = port(raw.port.unwrap_or(i64::from(DEFAULT_PORT)))?;
-    let tls = tls_mode(raw.enable_ssl.unwrap_or(true), port, IMPLICIT_TLS_PORT);
+pub fn parse<S>(mut values: Values<S>) -> Result<Settings<S>, InvalidSettings> {
+    let host = host(values.required_text("host")?)?;
+    let port = port(values.integer("port")?.unwrap_or(i64::from(DEFAULT_PORT)))?;
+    let tls = tls_mode(
+        values.boolean("enable_ssl")?.unwrap_or(true),
+        port,
+        IMPLICIT_TLS_PORT,
+    );
     if tls == TlsMode::Plaintext {
         return Err(InvalidSettings(
             "enable_ssl: IMAP always logs in, and credentials are never sent over plaintext: \
@@ -148,14 +148,17 @@ pub fn parse<S>(
         ));
     }
 
-    let from_email = required_text("from_email", raw.from_email)?;
+    let from_email = values.required_text("from_email")?;
     let from_email: Address = from_email.parse().map_err(|_| {
         InvalidSettings(format!(
             "from_email: {from_email:?} is not an email address"
         ))
     })?;
 
-    let login = match scan2x_mail_plugin_kit::settings::login(raw.username, raw.password)? {
+    let login = match scan2x_mail_plugin_kit::settings::login(
+        values.text("username")?,
+        values.secret("password")?,
+    )? {
         Some(login) => login,
         None => {
             return Err(InvalidSettings(
@@ -174,10 +177,7 @@ pub fn parse<S>(
     }
 
     // An empty folder field is "not set": the account's Sent folder.
-    let mailbox = raw
-        .mailbox
-        .map(|m| m.trim().to_owned())
-        .filter(|m| !m.is_empty());
+    let mailbox = values.optional_text("mailbox")?;
     if let Some(bad) = mailbox
         .as_deref()
         .and_then(|m| m.chars().find(|c| c.is_control()))
@@ -193,71 +193,8 @@ pub fn parse<S>(
         login,
         from_email,
         mailbox,
-        create_mailbox: raw.create_mailbox.unwrap_or(false),
+        create_mailbox: values.boolean("create_mailbox")?.unwrap_or(false),
     })
-}
-
-/// The entries as given, each at most once and of its schema kind.
-struct Raw<S> {
-    host: Option<String>,
-    port: Option<i64>,
-    enable_ssl: Option<bool>,
-    username: Option<String>,
-    password: Option<S>,
-    from_email: Option<String>,
-    mailbox: Option<String>,
-    create_mailbox: Option<bool>,
-}
-
-impl<S> Default for Raw<S> {
-    fn default() -> Self {
-        Self {
-            host: None,
-            port: None,
-            enable_ssl: None,
-            username: None,
-            password: None,
-            from_email: None,
-            mailbox: None,
-            create_mailbox: None,
-        }
-    }
-}
-
-impl<S> Raw<S> {
-    fn take(&mut self, key: String, value: SettingValue<S>) -> Result<(), InvalidSettings> {
-        let Some(spec) = schema().into_iter().find(|spec| spec.key == key) else {
-            return Err(InvalidSettings(format!(
-                "{key:?} is not a setting of the IMAP sender"
-            )));
-        };
-        if value.kind() != spec.kind {
-            return Err(InvalidSettings(format!(
-                "{key}: expected {} value, got {} value",
-                kind_name(spec.kind),
-                kind_name(value.kind())
-            )));
-        }
-        let duplicate = match (spec.key, value) {
-            ("host", SettingValue::Text(v)) => self.host.replace(v).is_some(),
-            ("port", SettingValue::Integer(v)) => self.port.replace(v).is_some(),
-            ("enable_ssl", SettingValue::Boolean(v)) => self.enable_ssl.replace(v).is_some(),
-            ("username", SettingValue::Text(v)) => self.username.replace(v).is_some(),
-            ("password", SettingValue::Secret(v)) => self.password.replace(v).is_some(),
-            ("from_email", SettingValue::Text(v)) => self.from_email.replace(v).is_some(),
-            ("mailbox", SettingValue::Text(v)) => self.mailbox.replace(v).is_some(),
-            ("create_mailbox", SettingValue::Boolean(v)) => {
-                self.create_mailbox.replace(v).is_some()
-            }
-            // The kind check above and the schema keep this unreachable; an error still beats
-            // a panic in a host-facing call.
-            _ => return Err(InvalidSettings(format!("{key}: unexpected value"))),
-        };
-        if duplicate {
-            return Err(InvalidSettings(format!("{key}: given more than once")));
-        }
-        Ok(())
-    }
 }
 
 #[cfg(test)]
@@ -265,6 +202,11 @@ mod tests {
     use super::*;
 
     type Entry = (String, SettingValue<u32>);
+
+    /// The settings as the kit hands them to [`super::parse`]: checked against the schema.
+    fn parse(entries: Vec<Entry>) -> Result<Settings<u32>, InvalidSettings> {
+        super::parse(Values::new(LABEL, schema(), entries)?)
+    }
 
     fn text(key: &str, value: &str) -> Entry {
         (key.to_owned(), SettingValue::Text(value.to_owned()))

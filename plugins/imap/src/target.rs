@@ -6,11 +6,7 @@
 use std::fmt;
 
 /// A folder as the server listed it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Folder {
-    pub name: String,
-    pub special_use: Vec<String>,
-}
+pub use scan2x_mail_plugin_kit::imap::Folder;
 
 /// The folder used when neither the settings nor the server name one.
 pub const FALLBACK: &str = "Sent";

@@ -15,47 +15,13 @@
 //! (subject, display names, file names) is folded onto one line first, whatever lettre's own
 //! encoding does. It never calls a host capability; it is plain Rust that tests natively.
 
-use std::fmt;
-
 pub use lettre::Address;
 use lettre::Message as MimeMessage;
 use lettre::address::Envelope as LettreEnvelope;
 use lettre::message::header::{ContentTransferEncoding, ContentType};
 use lettre::message::{Attachment as AttachmentPart, Body as EncodedBody, MultiPart, SinglePart};
 
-/// An address with an optional display name.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Mailbox {
-    pub name: Option<String>,
-    pub address: String,
-}
-
-/// A file sent with the message.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Attachment {
-    pub filename: String,
-    /// A MIME type, e.g. `application/pdf`.
-    pub content_type: String,
-    pub content: Vec<u8>,
-}
-
-/// One message to send, as the host hands it over.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub struct Message {
-    /// The host's id, without angle brackets; the same on every retry.
-    pub message_id: String,
-    /// None: the sender's configured email address.
-    pub from: Option<Mailbox>,
-    pub to: Vec<Mailbox>,
-    pub cc: Vec<Mailbox>,
-    /// Receives the message, appears in no header.
-    pub bcc: Vec<Mailbox>,
-    pub reply_to: Vec<Mailbox>,
-    pub subject: String,
-    pub text_body: Option<String>,
-    pub html_body: Option<String>,
-    pub attachments: Vec<Attachment>,
-}
+pub use crate::message::{Attachment, InvalidMessage, Mailbox, Message};
 
 /// The SMTP envelope.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -73,18 +39,6 @@ pub struct Composed {
     /// The complete RFC 5322 message with CRLF line ends.
     pub raw: Vec<u8>,
 }
-
-/// The message can't go out as given; the text names the offending field and value.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct InvalidMessage(pub String);
-
-impl fmt::Display for InvalidMessage {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-impl std::error::Error for InvalidMessage {}
 
 /// Builds the message and its envelope. `default_from` is the sender's configured address,
 /// used when the message names no From.

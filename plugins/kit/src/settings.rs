@@ -96,6 +96,126 @@ impl fmt::Display for InvalidSettings {
 
 impl std::error::Error for InvalidSettings {}
 
+/// The settings the host handed over, checked against the plugin's schema (each key known, of
+/// its kind, at most once), with typed getters. A getter falls back to the schema's default, and
+/// every error names the key. Getters take the value out (a secret handle moves), so each key is
+/// read once.
+#[derive(Debug)]
+pub struct Values<S> {
+    schema: Vec<SettingSpec>,
+    values: Vec<(&'static str, SettingValue<S>)>,
+}
+
+impl<S> Values<S> {
+    /// Checks `entries` against `schema`; `label` names the sender in the error for an unknown
+    /// key ("is not a setting of the SMTP sender").
+    pub fn new(
+        label: &str,
+        schema: Vec<SettingSpec>,
+        entries: impl IntoIterator<Item = (String, SettingValue<S>)>,
+    ) -> Result<Self, InvalidSettings> {
+        let mut values: Vec<(&'static str, SettingValue<S>)> = Vec::new();
+        for (key, value) in entries {
+            let Some(spec) = schema.iter().find(|spec| spec.key == key) else {
+                return Err(InvalidSettings(format!(
+                    "{key:?} is not a setting of the {label} sender"
+                )));
+            };
+            if value.kind() != spec.kind {
+                return Err(InvalidSettings(format!(
+                    "{key}: expected {} value, got {} value",
+                    kind_name(spec.kind),
+                    kind_name(value.kind())
+                )));
+            }
+            if values.iter().any(|(k, _)| *k == spec.key) {
+                return Err(InvalidSettings(format!("{key}: given more than once")));
+            }
+            values.push((spec.key, value));
+        }
+        Ok(Self { schema, values })
+    }
+
+    fn take(
+        &mut self,
+        key: &str,
+        kind: SettingKind,
+    ) -> Result<Option<SettingValue<S>>, InvalidSettings> {
+        let Some(spec) = self.schema.iter().find(|s| s.key == key) else {
+            return Err(InvalidSettings(format!(
+                "{key}: not in the sender's schema"
+            )));
+        };
+        if spec.kind != kind {
+            return Err(InvalidSettings(format!(
+                "{key}: read as {} value, but the schema says {}",
+                kind_name(kind),
+                kind_name(spec.kind)
+            )));
+        }
+        let given = self
+            .values
+            .iter()
+            .position(|(k, _)| *k == key)
+            .map(|at| self.values.remove(at).1);
+        Ok(given.or_else(|| {
+            spec.default.as_ref().map(|d| match d {
+                SettingDefault::Text(t) => SettingValue::Text((*t).to_owned()),
+                SettingDefault::Integer(i) => SettingValue::Integer(*i),
+                SettingDefault::Boolean(b) => SettingValue::Boolean(*b),
+            })
+        }))
+    }
+
+    /// A text setting, or its default; none when neither is set.
+    pub fn text(&mut self, key: &str) -> Result<Option<String>, InvalidSettings> {
+        match self.take(key, SettingKind::Text)? {
+            Some(SettingValue::Text(v)) => Ok(Some(v)),
+            _ => Ok(None),
+        }
+    }
+
+    /// A text setting that must be set; blank counts as missing. Trimmed.
+    pub fn required_text(&mut self, key: &str) -> Result<String, InvalidSettings> {
+        required_text(key, self.text(key)?)
+    }
+
+    /// A text setting where blank means "not set" (a form field the administrator cleared).
+    pub fn optional_text(&mut self, key: &str) -> Result<Option<String>, InvalidSettings> {
+        Ok(self
+            .text(key)?
+            .map(|v| v.trim().to_owned())
+            .filter(|v| !v.is_empty()))
+    }
+
+    pub fn integer(&mut self, key: &str) -> Result<Option<i64>, InvalidSettings> {
+        match self.take(key, SettingKind::Integer)? {
+            Some(SettingValue::Integer(v)) => Ok(Some(v)),
+            _ => Ok(None),
+        }
+    }
+
+    pub fn boolean(&mut self, key: &str) -> Result<Option<bool>, InvalidSettings> {
+        match self.take(key, SettingKind::Boolean)? {
+            Some(SettingValue::Boolean(v)) => Ok(Some(v)),
+            _ => Ok(None),
+        }
+    }
+
+    /// A secret's handle, when set.
+    pub fn secret(&mut self, key: &str) -> Result<Option<S>, InvalidSettings> {
+        match self.take(key, SettingKind::Secret)? {
+            Some(SettingValue::Secret(v)) => Ok(Some(v)),
+            _ => Ok(None),
+        }
+    }
+
+    pub fn required_secret(&mut self, key: &str) -> Result<S, InvalidSettings> {
+        self.secret(key)?
+            .ok_or_else(|| InvalidSettings(format!("{key}: required, but not set")))
+    }
+}
+
 /// The product's rule for "Enable SSL": on the protocol's implicit-TLS port (SMTP 465, IMAP
 /// 993) TLS starts with the first byte; on any other port the connection upgrades with
 /// STARTTLS, which is then required; without SSL it stays in clear.
@@ -178,6 +298,71 @@ pub fn login<S>(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn schema() -> Vec<SettingSpec> {
+        let spec = |key, kind, default| SettingSpec {
+            key,
+            label: key,
+            kind,
+            required: false,
+            default,
+            help: "",
+        };
+        vec![
+            spec("host", SettingKind::Text, None),
+            spec(
+                "port",
+                SettingKind::Integer,
+                Some(SettingDefault::Integer(587)),
+            ),
+            spec("password", SettingKind::Secret, None),
+        ]
+    }
+
+    fn values(entries: Vec<(&str, SettingValue<u8>)>) -> Result<Values<u8>, InvalidSettings> {
+        Values::new(
+            "Test",
+            schema(),
+            entries.into_iter().map(|(k, v)| (k.to_owned(), v)),
+        )
+    }
+
+    #[test]
+    fn values_refuse_unknown_keys_wrong_kinds_and_duplicates_naming_the_key() {
+        let e = |entries| values(entries).unwrap_err().0;
+        assert_eq!(
+            e(vec![("hots", SettingValue::Text("x".into()))]),
+            "\"hots\" is not a setting of the Test sender"
+        );
+        assert_eq!(
+            e(vec![("port", SettingValue::Text("25".into()))]),
+            "port: expected an integer value, got a text value"
+        );
+        assert_eq!(
+            e(vec![
+                ("port", SettingValue::Integer(1)),
+                ("port", SettingValue::Integer(2))
+            ]),
+            "port: given more than once"
+        );
+    }
+
+    #[test]
+    fn getters_fall_back_to_the_schema_default_and_move_secrets_out() {
+        let mut v = values(vec![
+            ("host", SettingValue::Text(" mx ".into())),
+            ("password", SettingValue::Secret(9)),
+        ])
+        .unwrap();
+        assert_eq!(v.integer("port"), Ok(Some(587)));
+        assert_eq!(v.required_text("host"), Ok("mx".to_owned()));
+        assert_eq!(v.required_secret("password"), Ok(9));
+        assert_eq!(
+            v.required_secret("password").unwrap_err().0,
+            "password: required, but not set"
+        );
+        assert!(v.boolean("port").unwrap_err().0.starts_with("port:"));
+    }
 
     #[test]
     fn ssl_on_the_implicit_port_is_implicit_tls_and_elsewhere_required_starttls() {

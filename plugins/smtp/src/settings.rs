@@ -10,21 +10,24 @@
 //! | `password`      | secret  | no       |         | [`Login::password`] (a handle)  |
 //! | `email_address` | text    | yes      |         | the From address                |
 //!
-//! Everything here is plain Rust over [`SettingValue`], generic in the secret handle, so it
+//! Everything here is plain Rust over the kit's [`Values`], generic in the secret handle, so it
 //! tests natively. It must never read a secret's value (it can't: a secret is an opaque handle)
 //! and never call a host capability.
 
-use lettre::Address;
+use scan2x_mail_plugin_kit::compose::Address;
 
 pub use scan2x_mail_plugin_kit::settings::{
     Endpoint, InvalidSettings, Login, SettingDefault, SettingKind, SettingSpec, SettingValue,
-    TlsMode,
+    TlsMode, Values,
 };
-use scan2x_mail_plugin_kit::settings::{host, kind_name, port, required_text};
+use scan2x_mail_plugin_kit::settings::{host, port};
 
 /// The destination the sender needs, as a URL template over its settings; the host grants
 /// exactly this, resolved against the sender's settings.
 pub const NETWORK: &str = "smtp://{host}:{port}";
+
+/// What an administrator sees: the sender's label.
+pub const LABEL: &str = "SMTP";
 
 /// The port on which TLS starts with the first byte (RFC 8314); every other port uses STARTTLS.
 pub const IMPLICIT_TLS_PORT: u16 = 465;
@@ -101,24 +104,16 @@ pub fn schema() -> Vec<SettingSpec> {
     ]
 }
 
-/// Parses the settings the host hands over. The host has already checked them against the
-/// schema and filled in defaults; this checks again (a host bug must not become a wrong
-/// connection) and then checks what a schema can't say: the port range, the login's two
-/// halves, and that credentials never go over plaintext.
-pub fn parse<S>(
-    entries: impl IntoIterator<Item = (String, SettingValue<S>)>,
-) -> Result<Settings<S>, InvalidSettings> {
-    let mut raw = Raw::default();
-    for (key, value) in entries {
-        raw.take(key, value)?;
-    }
-
-    let host = host(required_text("host", raw.host)?)?;
-    let port = port(raw.port.unwrap_or(i64::from(DEFAULT_PORT)))?;
-    let enable_ssl = raw.enable_ssl.unwrap_or(true);
+/// Parses the settings the host hands over, already checked against [`schema`] by the kit
+/// (each key known, of its kind, once; defaults filled in). This checks what a schema can't say:
+/// the host and port, the login's two halves, and that credentials never go over plaintext.
+pub fn parse<S>(mut values: Values<S>) -> Result<Settings<S>, InvalidSettings> {
+    let host = host(values.required_text("host")?)?;
+    let port = port(values.integer("port")?.unwrap_or(i64::from(DEFAULT_PORT)))?;
+    let enable_ssl = values.boolean("enable_ssl")?.unwrap_or(true);
     let tls = tls_mode(enable_ssl, port);
 
-    let email_address = required_text("email_address", raw.email_address)?;
+    let email_address = values.required_text("email_address")?;
     let email_address: Address = email_address.parse().map_err(|_| {
         InvalidSettings(format!(
             "email_address: {email_address:?} is not an email address"
@@ -126,7 +121,10 @@ pub fn parse<S>(
     })?;
 
     // An empty username is "not set": a form field the administrator cleared.
-    let login = scan2x_mail_plugin_kit::settings::login(raw.username, raw.password)?;
+    let login = scan2x_mail_plugin_kit::settings::login(
+        values.text("username")?,
+        values.secret("password")?,
+    )?;
     if login.is_some() && tls == TlsMode::Plaintext {
         return Err(InvalidSettings(
             "credentials are never sent over plaintext: turn on enable_ssl, or remove username \
@@ -148,64 +146,16 @@ pub fn tls_mode(enable_ssl: bool, port: u16) -> TlsMode {
     scan2x_mail_plugin_kit::settings::tls_mode(enable_ssl, port, IMPLICIT_TLS_PORT)
 }
 
-/// The entries as given, each at most once and of its schema kind.
-struct Raw<S> {
-    host: Option<String>,
-    port: Option<i64>,
-    enable_ssl: Option<bool>,
-    username: Option<String>,
-    password: Option<S>,
-    email_address: Option<String>,
-}
-
-impl<S> Default for Raw<S> {
-    fn default() -> Self {
-        Self {
-            host: None,
-            port: None,
-            enable_ssl: None,
-            username: None,
-            password: None,
-            email_address: None,
-        }
-    }
-}
-
-impl<S> Raw<S> {
-    fn take(&mut self, key: String, value: SettingValue<S>) -> Result<(), InvalidSettings> {
-        let Some(spec) = schema().into_iter().find(|spec| spec.key == key) else {
-            return Err(InvalidSettings(format!(
-                "{key:?} is not a setting of the SMTP sender"
-            )));
-        };
-        if value.kind() != spec.kind {
-            return Err(InvalidSettings(format!(
-                "{key}: expected {} value, got {} value",
-                kind_name(spec.kind),
-                kind_name(value.kind())
-            )));
-        }
-        let duplicate = match (spec.key, value) {
-            ("host", SettingValue::Text(v)) => self.host.replace(v).is_some(),
-            ("port", SettingValue::Integer(v)) => self.port.replace(v).is_some(),
-            ("enable_ssl", SettingValue::Boolean(v)) => self.enable_ssl.replace(v).is_some(),
-            ("username", SettingValue::Text(v)) => self.username.replace(v).is_some(),
-            ("password", SettingValue::Secret(v)) => self.password.replace(v).is_some(),
-            ("email_address", SettingValue::Text(v)) => self.email_address.replace(v).is_some(),
-            // The kind check above and the schema keep this unreachable; an error still beats
-            // a panic in a host-facing call.
-            _ => return Err(InvalidSettings(format!("{key}: unexpected value"))),
-        };
-        if duplicate {
-            return Err(InvalidSettings(format!("{key}: given more than once")));
-        }
-        Ok(())
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The settings as the kit hands them to [`super::parse`]: checked against the schema.
+    fn parse(
+        entries: Vec<(String, SettingValue<Handle>)>,
+    ) -> Result<Settings<Handle>, InvalidSettings> {
+        super::parse(Values::new(LABEL, schema(), entries)?)
+    }
 
     /// Stands for the host's secret handle: the parser only moves it around.
     #[derive(Debug, Clone, PartialEq, Eq)]

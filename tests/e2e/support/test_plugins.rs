@@ -1,6 +1,8 @@
-//! The plugins built only for the tests (`tests/plugins/*`): compiled for `wasm32-wasip2` once
-//! per test run, into their own target folder, by a nested cargo build. They are never part of
-//! the host binary; a test points a settings file at the `.wasm`.
+//! The plugins the tests install as files: those built only for the tests (`tests/plugins/*`)
+//! and the example vendor plugin (`examples/sendgrid`). Compiled for `wasm32-wasip2` once per
+//! test run, into their own target folder, by a nested cargo build — after the `scan2x-mail`
+//! binary under test was built, which never embeds them; a test points a settings file at the
+//! `.wasm`.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -11,6 +13,9 @@ const PLUGINS: &[(&str, &str)] = &[
     ("hostile", "scan2x-mail-test-hostile"),
     ("hostile-wasi", "scan2x-mail-test-hostile-wasi"),
     ("future-wit", "scan2x-mail-test-future-wit"),
+    ("sendgrid", "scan2x-mail-example-sendgrid"),
+    // The built-in SMTP plugin as a vendor would ship it: the same id, installed as a file.
+    ("smtp-vendor-build", "scan2x-mail-plugin-smtp"),
 ];
 
 fn workspace() -> PathBuf {

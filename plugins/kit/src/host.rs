@@ -1,0 +1,272 @@
+//! The host's `http`, `state` and `log` capabilities as a plain Rust trait, [`Host`]: HTTP
+//! requests whose header and form values may hold a secret handle, the per-sender state (a token
+//! cache) and the log. [`Wasm`] implements it over the WIT imports; a plugin's tests implement it
+//! over a scripted fake, so a whole protocol flow tests natively.
+//!
+//! Also here: what an HTTP request that got no answer means for the message
+//! ([`TransportError::into_send_error`]) and `Retry-After`. Nothing here may read a secret: `S` is
+//! an opaque handle only the host resolves.
+
+use crate::error::SendError;
+
+/// A piece of a header or form value: text, or a secret the host fills in.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Part<'a, S> {
+    Text(String),
+    Secret(&'a S),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Method {
+    Get,
+    Post,
+    Put,
+    Delete,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Body<'a, S> {
+    Empty,
+    Bytes(Vec<u8>),
+    /// `application/x-www-form-urlencoded`, encoded by the host.
+    Form(Vec<(String, Vec<Part<'a, S>>)>),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Request<'a, S> {
+    pub method: Method,
+    pub url: String,
+    pub headers: Vec<(String, Vec<Part<'a, S>>)>,
+    pub body: Body<'a, S>,
+    pub timeout_ms: Option<u32>,
+}
+
+impl<'a, S> Request<'a, S> {
+    pub fn new(method: Method, url: String) -> Self {
+        Self {
+            method,
+            url,
+            headers: Vec::new(),
+            body: Body::Empty,
+            timeout_ms: None,
+        }
+    }
+
+    pub fn header(mut self, name: &str, value: &str) -> Self {
+        self.headers
+            .push((name.to_owned(), vec![Part::Text(value.to_owned())]));
+        self
+    }
+
+    /// A header whose value is `prefix` followed by a secret the host fills in, e.g.
+    /// `Authorization: Bearer <api key>`.
+    pub fn secret_header(mut self, name: &str, prefix: &str, secret: &'a S) -> Self {
+        self.headers.push((
+            name.to_owned(),
+            vec![Part::Text(prefix.to_owned()), Part::Secret(secret)],
+        ));
+        self
+    }
+
+    /// A JSON body with its content type.
+    pub fn json(self, value: &serde_json::Value) -> Self {
+        let mut this = self.header("Content-Type", "application/json");
+        this.body = Body::Bytes(serde_json::to_vec(value).unwrap_or_default());
+        this
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Response {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+impl Response {
+    /// A header's value; names compare without case.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+
+    pub fn json(&self) -> Option<serde_json::Value> {
+        serde_json::from_slice(&self.body).ok()
+    }
+}
+
+/// The host's `http-error`: the request did not get a response.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TransportError {
+    Denied(String),
+    InvalidRequest(String),
+    Connection(String),
+    Timeout(String),
+    TooLarge(String),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Level {
+    Debug,
+    Info,
+    Warn,
+}
+
+/// The host capabilities an HTTP sender uses.
+pub trait Host {
+    type Secret;
+    fn http(&mut self, request: Request<'_, Self::Secret>) -> Result<Response, TransportError>;
+    fn state_get(&mut self, key: &str) -> Option<Vec<u8>>;
+    fn state_set(&mut self, key: &str, value: &[u8], ttl_secs: u32);
+    fn state_remove(&mut self, key: &str);
+    fn log(&mut self, level: Level, message: &str);
+}
+
+impl TransportError {
+    /// What a request that got no response means: `doing` says what it was for ("getting a
+    /// token"). A refused destination is `denied`; a broken or slow connection `temporary`; a
+    /// request the host can't make `invalid-settings` (a URL setting); an oversized answer
+    /// `rejected`.
+    pub fn into_send_error(self, doing: &str) -> SendError {
+        match self {
+            Self::Denied(m) => SendError::Denied(format!("{doing}: {m}")),
+            Self::InvalidRequest(m) => {
+                SendError::InvalidSettings(format!("{doing}: the request could not be made: {m}"))
+            }
+            Self::Connection(m) => SendError::temporary(format!("{doing}: {m}"), None),
+            Self::Timeout(m) => SendError::temporary(format!("{doing}: timed out: {m}"), None),
+            Self::TooLarge(m) => SendError::Rejected(format!("{doing}: {m}")),
+        }
+    }
+}
+
+impl Response {
+    /// `Retry-After` in seconds (the form HTTP mail APIs use); an HTTP date gives none.
+    pub fn retry_after(&self) -> Option<u32> {
+        self.header("Retry-After")
+            .and_then(|v| v.trim().parse::<u32>().ok())
+    }
+}
+
+/// The host's own capabilities, through the WIT imports: what a plugin uses at run time.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Wasm;
+
+impl Host for Wasm {
+    type Secret = crate::Secret;
+
+    fn http(&mut self, request: Request<'_, crate::Secret>) -> Result<Response, TransportError> {
+        use crate::bindings::scan2x::mail::http;
+        fn parts<'a>(list: &[Part<'a, crate::Secret>]) -> Vec<http::TextPart<'a>> {
+            list.iter()
+                .map(|p| match p {
+                    Part::Text(t) => http::TextPart::Text(t.clone()),
+                    Part::Secret(s) => http::TextPart::Secret(s),
+                })
+                .collect()
+        }
+        let headers = request
+            .headers
+            .iter()
+            .map(|(name, value)| http::Header {
+                name: name.clone(),
+                value: parts(value),
+            })
+            .collect();
+        let body = match request.body {
+            Body::Empty => http::Body::Empty,
+            Body::Bytes(bytes) => http::Body::Bytes(bytes),
+            Body::Form(fields) => http::Body::Form(
+                fields
+                    .iter()
+                    .map(|(name, value)| http::FormField {
+                        name: name.clone(),
+                        value: parts(value),
+                    })
+                    .collect(),
+            ),
+        };
+        let request = http::Request {
+            method: match request.method {
+                Method::Get => http::Method::Get,
+                Method::Post => http::Method::Post,
+                Method::Put => http::Method::Put,
+                Method::Delete => http::Method::Delete,
+            },
+            url: request.url,
+            headers,
+            body,
+            timeout_ms: request.timeout_ms,
+        };
+        match http::send(&request) {
+            Ok(r) => Ok(Response {
+                status: r.status,
+                headers: r.headers,
+                body: r.body,
+            }),
+            Err(http::HttpError::Denied(m)) => Err(TransportError::Denied(m)),
+            Err(http::HttpError::InvalidRequest(m)) => Err(TransportError::InvalidRequest(m)),
+            Err(http::HttpError::Connection(m)) => Err(TransportError::Connection(m)),
+            Err(http::HttpError::Timeout(m)) => Err(TransportError::Timeout(m)),
+            Err(http::HttpError::TooLarge(m)) => Err(TransportError::TooLarge(m)),
+        }
+    }
+
+    fn state_get(&mut self, key: &str) -> Option<Vec<u8>> {
+        crate::bindings::scan2x::mail::state::get(key)
+    }
+
+    fn state_set(&mut self, key: &str, value: &[u8], ttl_secs: u32) {
+        crate::bindings::scan2x::mail::state::set(key, value, ttl_secs);
+    }
+
+    fn state_remove(&mut self, key: &str) {
+        crate::bindings::scan2x::mail::state::remove(key);
+    }
+
+    fn log(&mut self, level: Level, message: &str) {
+        log(level, message);
+    }
+}
+
+/// A line in the host's log, tagged with the sender. Never a secret, an address or content.
+pub fn log(level: Level, message: &str) {
+    use crate::bindings::scan2x::mail::log as wit;
+    let level = match level {
+        Level::Debug => wit::Level::Debug,
+        Level::Info => wit::Level::Info,
+        Level::Warn => wit::Level::Warn,
+    };
+    wit::log(level, message);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn no_answer_maps_to_what_should_happen_next() {
+        let e = |t: TransportError| t.into_send_error("sending").kind();
+        assert_eq!(e(TransportError::Denied("no".into())), "denied");
+        assert_eq!(e(TransportError::Connection("reset".into())), "temporary");
+        assert_eq!(e(TransportError::Timeout("slow".into())), "temporary");
+        assert_eq!(
+            e(TransportError::InvalidRequest("url".into())),
+            "invalid-settings"
+        );
+        assert_eq!(e(TransportError::TooLarge("big".into())), "rejected");
+    }
+
+    #[test]
+    fn retry_after_is_read_in_seconds_and_ignored_otherwise() {
+        let with = |v: &str| Response {
+            status: 429,
+            headers: vec![("retry-after".into(), v.into())],
+            body: Vec::new(),
+        };
+        assert_eq!(with(" 12 ").retry_after(), Some(12));
+        assert_eq!(with("Wed, 21 Oct 2015 07:28:00 GMT").retry_after(), None);
+    }
+}
