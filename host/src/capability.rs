@@ -8,6 +8,7 @@ pub mod log;
 pub mod secrets;
 pub mod smtp;
 pub mod state;
+pub mod tls;
 
 use std::sync::Arc;
 

@@ -12,7 +12,7 @@ use serde_json::{Value, json};
 
 use scan2x_mail::cli::{Cli, Command, SendArgs};
 use scan2x_mail::dispatch;
-use scan2x_mail::message::{Draft, event_name};
+use scan2x_mail::message::event_name;
 use scan2x_mail::outcome::{Failure, FailureKind};
 use scan2x_mail::router::{self, Candidate, Decision, Request};
 use scan2x_mail::runtime::{Limits, Plugin, Runtime, Sender, cache};
@@ -354,7 +354,7 @@ impl App {
     }
 
     /// Routes an email: the decision, or the failure that explains why no sender may carry it.
-    fn decide(senders: &[Sender], draft: &Draft) -> Result<Decision, Failure> {
+    fn decide(senders: &[Sender], request: &Request<'_>) -> Result<Decision, Failure> {
         let candidates: Vec<Candidate<'_>> = senders
             .iter()
             .map(|s| Candidate {
@@ -366,15 +366,7 @@ impl App {
                 events: &s.plugin.info.events,
             })
             .collect();
-        let job = draft.job_context();
-        router::choose(
-            &candidates,
-            &Request {
-                event: draft.event()?,
-                explicit: draft.sender.as_deref(),
-                job: job.as_ref(),
-            },
-        )
+        router::choose(&candidates, request)
     }
 
     async fn route(
@@ -386,7 +378,15 @@ impl App {
         let draft = args.draft()?;
         let event = draft.event()?;
         let (settings, senders) = self.senders(runtime, config).await?;
-        let decision = Self::decide(&senders, &draft)?;
+        let job = draft.job_context();
+        let decision = Self::decide(
+            &senders,
+            &Request {
+                event,
+                explicit: draft.sender.as_deref(),
+                job: job.as_ref(),
+            },
+        )?;
         let failover = settings.failover && !decision.explicit;
         if args.route.json {
             self.print_json(&json!({
@@ -443,20 +443,14 @@ impl App {
         let prepared = args.draft()?.prepare()?;
         let message = &prepared.message;
         let (settings, senders) = self.senders(runtime, config).await?;
-        let draft_for_routing = Draft {
-            event: Some(event_name(message.event).to_string()),
-            sender: prepared.sender.clone(),
-            job: prepared
-                .job
-                .as_ref()
-                .map(|j| scan2x_mail::message::JobDraft {
-                    name: j.name.clone(),
-                    source_sender: j.source_sender.clone(),
-                    recipients: j.recipients.clone(),
-                }),
-            ..Draft::default()
-        };
-        let decision = Self::decide(&senders, &draft_for_routing)?;
+        let decision = Self::decide(
+            &senders,
+            &Request {
+                event: message.event,
+                explicit: prepared.sender.as_deref(),
+                job: prepared.job.as_ref(),
+            },
+        )?;
         let attempts =
             dispatch::deliver(runtime, &senders, &decision, settings.failover, message).await;
         let last = attempts

@@ -13,6 +13,7 @@
 //! a send fails temporarily; a sender named by the caller is never replaced.
 //! The decision is pure data: `route` prints it, `send` follows it, nothing here does I/O.
 
+use crate::message::event_name;
 use crate::outcome::{Failure, FailureKind};
 use crate::wit::types::EventKind;
 
@@ -78,10 +79,6 @@ impl Decision {
             .map(|v| v.reason.as_str())
             .unwrap_or_default()
     }
-}
-
-fn event_name(event: EventKind) -> &'static str {
-    crate::message::event_name(event)
 }
 
 /// Why a candidate may not carry this email, if it may not.

@@ -388,13 +388,13 @@ impl Runtime {
 
     /// "Test settings" through the sender's plugin.
     pub async fn verify(&self, sender: &Sender) -> Result<String, CallError> {
-        let settings = sender.resolved.clone();
+        let settings = &sender.resolved;
         self.call(
             &sender.plugin,
             sender.context.clone(),
             sender.limits,
             async move |store, instance| {
-                let settings = to_wit_settings(store, &settings)?;
+                let settings = to_wit_settings(store, settings)?;
                 instance
                     .scan2x_mail_mail_sender()
                     .call_verify(store, &settings)
@@ -411,13 +411,13 @@ impl Runtime {
 
     /// Sends one message through the sender's plugin.
     pub async fn send(&self, sender: &Sender, message: &Message) -> Result<Receipt, CallError> {
-        let settings = sender.resolved.clone();
+        let settings = &sender.resolved;
         self.call(
             &sender.plugin,
             sender.context.clone(),
             sender.limits,
             async move |store, instance| {
-                let settings = to_wit_settings(store, &settings)?;
+                let settings = to_wit_settings(store, settings)?;
                 instance
                     .scan2x_mail_mail_sender()
                     .call_send(store, &settings, message)

@@ -19,7 +19,7 @@
 //! query (an upload URL's query is a credential).
 
 use std::fmt::Write as _;
-use std::sync::{Arc, OnceLock};
+use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
@@ -282,38 +282,8 @@ fn build_client(ca_pem: Option<&[u8]>) -> Result<Client, String> {
         .map_err(|e| format!("cannot set up the HTTP client: {}", describe(&e)))
 }
 
-/// The system's roots, read once per process (they honour `SSL_CERT_FILE`).
-fn system_roots() -> &'static [rustls::pki_types::CertificateDer<'static>] {
-    static ROOTS: OnceLock<Vec<rustls::pki_types::CertificateDer<'static>>> = OnceLock::new();
-    ROOTS.get_or_init(|| {
-        let found = rustls_native_certs::load_native_certs();
-        for e in &found.errors {
-            tracing::debug!("system root certificates: {e}");
-        }
-        found.certs
-    })
-}
-
 fn tls_config(ca_pem: Option<&[u8]>) -> Result<rustls::ClientConfig, String> {
-    use rustls::pki_types::CertificateDer;
-    use rustls::pki_types::pem::PemObject as _;
-
-    let mut roots = rustls::RootCertStore::empty();
-    let (_added, _ignored) = roots.add_parsable_certificates(system_roots().iter().cloned());
-    if let Some(pem) = ca_pem {
-        for cert in CertificateDer::pem_slice_iter(pem) {
-            let cert = cert.map_err(|e| format!("ca_file is not a PEM certificate: {e}"))?;
-            roots
-                .add(cert)
-                .map_err(|e| format!("ca_file holds an unusable certificate: {e}"))?;
-        }
-    }
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let mut config = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .map_err(|e| format!("TLS set-up failed: {e}"))?
-        .with_root_certificates(roots)
-        .with_no_client_auth();
+    let mut config = super::tls::client_config(ca_pem)?;
     config.alpn_protocols = vec![b"http/1.1".to_vec()];
     Ok(config)
 }
@@ -431,6 +401,7 @@ mod tests {
     use crate::gate::{Gate, Grant};
     use crate::secret::Secret;
     use crate::wit::http::{FormField, Header};
+    use std::sync::Arc;
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     use tokio::net::TcpListener;
 

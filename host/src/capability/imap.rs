@@ -482,27 +482,8 @@ where
 }
 
 fn tls_connector(ctx: &SenderContext) -> Result<TlsConnector, SendError> {
-    use rustls::pki_types::CertificateDer;
-    use rustls::pki_types::pem::PemObject;
-
-    let mut roots = rustls::RootCertStore::empty();
-    roots.add_parsable_certificates(rustls_native_certs::load_native_certs().certs);
-    if let Some(pem) = &ctx.ca_pem {
-        for cert in CertificateDer::pem_slice_iter(pem) {
-            let cert = cert.map_err(|e| {
-                SendError::InvalidSettings(format!("ca_file is not a PEM certificate: {e}"))
-            })?;
-            roots.add(cert).map_err(|e| {
-                SendError::InvalidSettings(format!("ca_file holds an unusable certificate: {e}"))
-            })?;
-        }
-    }
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let config = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .map_err(|e| SendError::InvalidSettings(format!("TLS set-up failed: {e}")))?
-        .with_root_certificates(roots)
-        .with_no_client_auth();
+    let config =
+        super::tls::client_config(ctx.ca_pem.as_deref()).map_err(SendError::InvalidSettings)?;
     Ok(TlsConnector::from(Arc::new(config)))
 }
 

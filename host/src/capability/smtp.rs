@@ -265,7 +265,7 @@ impl std::fmt::Debug for TlsCache {
 
 fn load_roots(ca_pem: Option<&[u8]>) -> Result<Vec<Certificate>, String> {
     let mut roots = Vec::new();
-    for der in rustls_native_certs::load_native_certs().certs {
+    for der in super::tls::system_roots() {
         // As `add_parsable_certificates` would: a system certificate that doesn't parse is
         // skipped, not a failure of every connection.
         if rustls::RootCertStore::empty().add(der.clone()).is_ok()
