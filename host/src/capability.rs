@@ -2,6 +2,7 @@
 //! capability interface of the WIT world. Network capabilities ask the [`Gate`] first, on their
 //! first line; expected failures go back to the plugin as WIT errors, and only host bugs trap.
 
+pub mod blobs;
 pub mod http;
 pub mod imap;
 pub mod log;

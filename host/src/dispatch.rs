@@ -4,10 +4,11 @@
 //! denied, a crashed plugin) are never retried elsewhere: another sender would not fix them, and
 //! a message twice delivered is worse than one reported.
 
+use crate::message::Email;
 use crate::outcome::{Failure, FailureKind};
 use crate::router::Decision;
 use crate::runtime::{Runtime, Sender};
-use crate::wit::types::{Message, Receipt};
+use crate::wit::types::Receipt;
 
 /// One sender tried.
 #[derive(Debug)]
@@ -23,7 +24,7 @@ pub async fn deliver(
     senders: &[Sender],
     decision: &Decision,
     failover: bool,
-    message: &Message,
+    message: &Email,
 ) -> Vec<Attempt> {
     let mut attempts = Vec::new();
     let tries = if failover && !decision.explicit {

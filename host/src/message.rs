@@ -4,11 +4,41 @@
 
 use std::path::{Path, PathBuf};
 
+use bytes::Bytes;
 use serde::Deserialize;
 
 use crate::outcome::{Failure, FailureKind};
 use crate::router::JobContext;
-use crate::wit::types::{Attachment, EventKind, Mailbox, Message};
+use crate::wit::types::{EventKind, Mailbox};
+
+/// One email, checked, as the host holds it while senders are tried. Each plugin call gets it as
+/// the WIT `message`, its attachments as `blob` handles to the same bytes.
+#[derive(Debug, Clone)]
+pub struct Email {
+    pub event: EventKind,
+    /// Assigned once, the same on every retry and every sender tried, without angle brackets.
+    pub message_id: String,
+    /// None: the sender's configured From address.
+    pub from: Option<Mailbox>,
+    pub to: Vec<Mailbox>,
+    pub cc: Vec<Mailbox>,
+    pub bcc: Vec<Mailbox>,
+    pub reply_to: Vec<Mailbox>,
+    pub subject: String,
+    pub text_body: Option<String>,
+    pub html_body: Option<String>,
+    pub attachments: Vec<Attachment>,
+}
+
+/// A file sent with the email. Its bytes are read once and shared, never copied, by every call
+/// that sends them.
+#[derive(Debug, Clone)]
+pub struct Attachment {
+    pub filename: String,
+    /// A MIME type, e.g. `application/pdf`.
+    pub content_type: String,
+    pub content: Bytes,
+}
 
 /// An attachment to read: a path, with an optional name and type to use instead of the file's.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
@@ -64,7 +94,7 @@ pub struct JobDraft {
 /// A checked email, ready to route and send.
 #[derive(Debug)]
 pub struct Prepared {
-    pub message: Message,
+    pub message: Email,
     pub job: Option<JobContext>,
     pub sender: Option<String>,
 }
@@ -184,7 +214,7 @@ impl Draft {
             })
             .collect::<Result<Vec<_>, _>>()?;
         Ok(Prepared {
-            message: Message {
+            message: Email {
                 event,
                 message_id: new_message_id(),
                 from: self.from.as_deref().map(parse_mailbox).transpose()?,
@@ -269,7 +299,7 @@ pub fn read_attachment(path: &Path) -> Result<Attachment, Failure> {
     Ok(Attachment {
         filename,
         content_type,
-        content,
+        content: Bytes::from(content),
     })
 }
 
@@ -326,7 +356,7 @@ mod tests {
             (a.filename.as_str(), a.content_type.as_str()),
             ("Übersicht.pdf", "application/pdf")
         );
-        assert_eq!(a.content, b"%PDF-1.4");
+        assert_eq!(a.content, b"%PDF-1.4".as_slice());
         let missing = read_attachment(&dir.path().join("missing.pdf")).unwrap_err();
         assert_eq!(missing.kind, FailureKind::InvalidMessage);
     }
@@ -355,7 +385,7 @@ mod tests {
         assert_eq!(p.message.cc[0].address, "c@example.com");
         assert_eq!(p.message.subject, "Scan 2");
         assert_eq!(p.message.attachments[1].filename, "Rechnung.pdf");
-        assert_eq!(p.message.attachments[0].content, b"%PDF");
+        assert_eq!(p.message.attachments[0].content, b"%PDF".as_slice());
         let job = p.job.unwrap();
         assert_eq!(
             (job.source_sender.as_deref(), job.recipients.len()),

@@ -17,11 +17,15 @@ use std::time::{Duration, Instant};
 use wasmtime::component::{Component, Linker, ResourceTable};
 use wasmtime::{Config, Engine, Store, UpdateDeadline};
 
+use crate::capability::blobs::BlobData;
 use crate::capability::secrets::SecretValue;
 use crate::capability::{HostState, SenderContext, state::StateStore};
 use crate::gate::{Gate, Grant};
+use crate::message::Email;
 use crate::settings::{PluginRef, ResolvedSetting, ResolvedValue, SenderSettings, SettingsErrors};
-use crate::wit::types::{Message, PluginInfo, Receipt, SendError, Setting, SettingValue};
+use crate::wit::types::{
+    Attachment, Message, PluginInfo, Receipt, SendError, Setting, SettingValue,
+};
 use crate::wit::{SenderPlugin, SenderPluginPre, WIT_VERSION};
 use cache::{ArtifactCache, CacheOutcome, sha256_hex};
 
@@ -30,7 +34,7 @@ mod builtin {
 }
 
 /// The interface every plugin exports, with the version this host speaks.
-const EXPORT: &str = "scan2x:mail/mail-sender@0.1.0";
+const EXPORT: &str = "scan2x:mail/mail-sender@0.2.0";
 
 /// Imports a plugin may have. Everything else is refused at load.
 const ALLOWED_IMPORTS: &[&str] = &[
@@ -95,7 +99,10 @@ pub enum LoadError {
         "{plugin} imports {import}, which this host does not provide to plugins (no filesystem, sockets or other host access)"
     )]
     ForbiddenImport { plugin: String, import: String },
-    #[error("{plugin} was built for WIT {found}; this host supports scan2x:mail@{supported}")]
+    #[error(
+        "{plugin} was built for WIT {found}; this host supports scan2x:mail@{supported}: rebuild \
+         the plugin against that version's `wit/` (in Rust: the plugin kit of this release)"
+    )]
     WitVersion {
         plugin: String,
         found: String,
@@ -410,7 +417,7 @@ impl Runtime {
     }
 
     /// Sends one message through the sender's plugin.
-    pub async fn send(&self, sender: &Sender, message: &Message) -> Result<Receipt, CallError> {
+    pub async fn send(&self, sender: &Sender, email: &Email) -> Result<Receipt, CallError> {
         let settings = &sender.resolved;
         self.call(
             &sender.plugin,
@@ -418,9 +425,10 @@ impl Runtime {
             sender.limits,
             async move |store, instance| {
                 let settings = to_wit_settings(store, settings)?;
+                let message = to_wit_message(store, email)?;
                 instance
                     .scan2x_mail_mail_sender()
-                    .call_send(store, &settings, message)
+                    .call_send(store, &settings, &message)
                     .await
             },
         )
@@ -536,6 +544,36 @@ fn to_wit_settings(
             })
         })
         .collect()
+}
+
+/// The email as the plugin receives it; each attachment becomes a `blob` handle in this call's
+/// table, sharing the bytes the host holds (no copy).
+fn to_wit_message(store: &mut Store<HostState>, email: &Email) -> wasmtime::Result<Message> {
+    let table: &mut ResourceTable = &mut store.data_mut().table;
+    let attachments = email
+        .attachments
+        .iter()
+        .map(|a| {
+            Ok(Attachment {
+                filename: a.filename.clone(),
+                content_type: a.content_type.clone(),
+                content: table.push(BlobData(a.content.clone()))?,
+            })
+        })
+        .collect::<wasmtime::Result<_>>()?;
+    Ok(Message {
+        event: email.event,
+        message_id: email.message_id.clone(),
+        from: email.from.clone(),
+        to: email.to.clone(),
+        cc: email.cc.clone(),
+        bcc: email.bcc.clone(),
+        reply_to: email.reply_to.clone(),
+        subject: email.subject.clone(),
+        text_body: email.text_body.clone(),
+        html_body: email.html_body.clone(),
+        attachments,
+    })
 }
 
 /// Links the part of WASI a plugin may use: io, clocks, random, and the cli basics.

@@ -549,9 +549,10 @@ mod in_process {
     use super::*;
     use scan2x_mail::capability::SenderContext;
     use scan2x_mail::gate::{Gate, Grant};
+    use scan2x_mail::message::Email;
     use scan2x_mail::runtime::{CallError, Limits, Runtime, Sender};
     use scan2x_mail::settings::{PluginRef, Settings};
-    use scan2x_mail::wit::types::{EventKind, Mailbox, Message, SendError};
+    use scan2x_mail::wit::types::{EventKind, Mailbox, SendError};
 
     /// A runtime with a private cache and the sender of `toml`, loaded as the binary would.
     async fn sender(dir: &Path, toml: &str) -> (Runtime, Sender) {
@@ -569,8 +570,8 @@ mod in_process {
         (runtime, sender)
     }
 
-    fn message(n: usize) -> Message {
-        Message {
+    fn message(n: usize) -> Email {
+        Email {
             event: EventKind::JobOutput,
             message_id: format!("in-process-{n}@scan2x-mail"),
             from: None,

@@ -127,9 +127,10 @@ fn a_plugin_stuck_in_a_loop_is_stopped_at_its_cpu_limit() {
 
 #[test]
 fn a_looping_plugin_does_not_stop_the_next_send() {
+    use scan2x_mail::message::Email;
     use scan2x_mail::runtime::{CallError, Limits, Runtime};
     use scan2x_mail::settings::Settings;
-    use scan2x_mail::wit::types::{EventKind, Mailbox, Message};
+    use scan2x_mail::wit::types::{EventKind, Mailbox};
 
     let dir = tempfile::tempdir().unwrap();
     let plugin = toml_string(&wasm("hostile").to_string_lossy());
@@ -137,7 +138,7 @@ fn a_looping_plugin_does_not_stop_the_next_send() {
         "[senders.stuck]\nplugin = {plugin}\nhost = \"127.0.0.1\"\nport = 2525\nattack = \"loop\"\ncpu_limit_secs = 1\n\n[senders.fine]\nplugin = {plugin}\nhost = \"127.0.0.1\"\nport = 2525\nattack = \"none\"\n"
     );
     let settings = Settings::parse(&dir.path().join("s.toml"), &text).unwrap();
-    let message = Message {
+    let message = Email {
         event: EventKind::JobOutput,
         message_id: "1@test".into(),
         from: None,
@@ -292,7 +293,10 @@ fn a_plugin_built_for_another_wit_version_is_refused_with_both_versions() {
     run.assert_code(3);
     assert!(
         run.stderr.contains("scan2x:mail/mail-sender@9.0.0")
-            && run.stderr.contains("scan2x:mail@0.1.0"),
+            && run
+                .stderr
+                .contains(&format!("scan2x:mail@{}", scan2x_mail::wit::WIT_VERSION))
+            && run.stderr.contains("rebuild the plugin"),
         "{run}"
     );
 }

@@ -418,7 +418,7 @@ mod tests {
         let wasm =
             fs::read(target.join("wasm32-wasip2/release/scan2x_mail_plugin_demo_sender.wasm"))
                 .unwrap();
-        let export = b"scan2x:mail/mail-sender@0.1.0#send";
+        let export = b"scan2x:mail/mail-sender@0.2.0#send";
         assert!(wasm.windows(export.len()).any(|w| w == export));
     }
 }

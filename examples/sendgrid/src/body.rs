@@ -109,13 +109,26 @@ pub fn mail_send(message: &Message, from: &From<'_>) -> Result<Value, InvalidMes
     }
     body.insert("subject".into(), json!(message.subject));
     body.insert("content".into(), Value::Array(content));
+    // Checked before any attachment is read from the host.
+    let size = message
+        .attachments
+        .iter()
+        .map(|a| a.content.len())
+        .sum::<u64>()
+        + message.text_body.as_ref().map_or(0, |t| t.len() as u64)
+        + message.html_body.as_ref().map_or(0, |t| t.len() as u64);
+    if size > MAX_MESSAGE_BYTES as u64 {
+        return Err(InvalidMessage(format!(
+            "the message is {size} bytes; SendGrid takes at most 30 MB, attachments included"
+        )));
+    }
     if !message.attachments.is_empty() {
         let attachments = message
             .attachments
             .iter()
             .map(|a| {
                 json!({
-                    "content": base64::engine::general_purpose::STANDARD.encode(&a.content),
+                    "content": base64::engine::general_purpose::STANDARD.encode(a.content.to_vec()),
                     "filename": a.filename,
                     "type": a.content_type,
                     "disposition": "attachment",
@@ -128,18 +141,6 @@ pub fn mail_send(message: &Message, from: &From<'_>) -> Result<Value, InvalidMes
         "custom_args".into(),
         json!({ "scan2x_message_id": message.message_id }),
     );
-    let size: usize = message
-        .attachments
-        .iter()
-        .map(|a| a.content.len())
-        .sum::<usize>()
-        + message.text_body.as_ref().map_or(0, String::len)
-        + message.html_body.as_ref().map_or(0, String::len);
-    if size > MAX_MESSAGE_BYTES {
-        return Err(InvalidMessage(format!(
-            "the message is {size} bytes; SendGrid takes at most 30 MB, attachments included"
-        )));
-    }
     Ok(Value::Object(body))
 }
 
@@ -231,7 +232,7 @@ mod tests {
             attachments: vec![Attachment {
                 filename: "scan.pdf".into(),
                 content_type: "application/pdf".into(),
-                content: b"%PDF".to_vec(),
+                content: b"%PDF".to_vec().into(),
             }],
             ..Message::default()
         };

@@ -22,9 +22,11 @@ use std::fmt::Write as _;
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
+use bytes::Bytes;
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
 use reqwest::{Client, Url};
 
+use super::blobs::blob_bytes;
 use super::secrets::secret_value;
 use super::{HostState, SenderContext};
 use crate::wit::http::{Body, Host, HttpError, Method, Request, Response, TextPart};
@@ -142,7 +144,8 @@ struct Prepared {
     url: Url,
     /// `HeaderValue`s holding a secret are marked sensitive (their `Debug` hides them).
     headers: HeaderMap,
-    body: Option<Vec<u8>>,
+    /// Shared, not copied: a blob range is a slice of the attachment's bytes.
+    body: Option<Bytes>,
     timeout: Duration,
 }
 
@@ -202,9 +205,25 @@ fn prepare(
         value.set_sensitive(joined.secret || name == reqwest::header::AUTHORIZATION);
         headers.append(name, value);
     }
-    let body = match &request.body {
+    let body = match request.body {
         Body::Empty => None,
-        Body::Bytes(bytes) => Some(bytes.clone()),
+        Body::Bytes(bytes) => Some(Bytes::from(bytes)),
+        Body::Blob(range) => {
+            let bytes = blob_bytes(&state.table, &range.blob)?;
+            let size = bytes.len() as u64;
+            match range.offset.checked_add(range.length) {
+                Some(end) if end <= size => {
+                    // Both fit in usize: they are at most the size of bytes in memory.
+                    Some(bytes.slice(range.offset as usize..end as usize))
+                }
+                _ => {
+                    return Ok(Err(HttpError::InvalidRequest(format!(
+                        "the body's range {}+{} goes past the end of the blob ({size} bytes)",
+                        range.offset, range.length
+                    ))));
+                }
+            }
+        }
         Body::Form(fields) => {
             let mut pairs = Vec::with_capacity(fields.len());
             for field in fields {
@@ -216,7 +235,7 @@ fn prepare(
                     HeaderValue::from_static("application/x-www-form-urlencoded"),
                 );
             }
-            Some(form_urlencode(&pairs).into_bytes())
+            Some(Bytes::from(form_urlencode(&pairs)))
         }
     };
     let timeout = request
@@ -679,6 +698,44 @@ mod tests {
                 .contains("\r\ncontent-length: 0\r\n"),
             "{raw}"
         );
+    }
+
+    #[tokio::test]
+    async fn a_blob_range_body_sends_exactly_those_bytes_and_no_more() {
+        use crate::capability::blobs::BlobData;
+        use crate::wit::http::BlobRange;
+        let (port, mut seen) = server(ok("")).await;
+        let mut state = state_for(port);
+        let bytes: Vec<u8> = (0..=255u8).cycle().take(10_000).collect();
+        let handle = state
+            .table
+            .push(BlobData(bytes::Bytes::from(bytes.clone())))
+            .unwrap();
+        let borrowed = || wasmtime::component::Resource::<BlobData>::new_borrow(handle.rep());
+        let put = |offset: u64, length: u64| {
+            let mut request = get(format!("http://127.0.0.1:{port}/upload"));
+            request.method = Method::Put;
+            request.body = Body::Blob(BlobRange {
+                blob: borrowed(),
+                offset,
+                length,
+            });
+            request
+        };
+        state.send(put(4_000, 5_000)).await.unwrap().unwrap();
+        let raw = seen.recv().await.unwrap();
+        let head_end = raw.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4;
+        let head = String::from_utf8_lossy(&raw[..head_end]).to_ascii_lowercase();
+        assert!(head.contains("\r\ncontent-length: 5000\r\n"), "{head}");
+        assert_eq!(&raw[head_end..], &bytes[4_000..9_000]);
+
+        for (offset, length) in [(9_000, 1_001), (10_001, 0), (u64::MAX, 2)] {
+            let error = state.send(put(offset, length)).await.unwrap().unwrap_err();
+            assert!(
+                matches!(&error, HttpError::InvalidRequest(m) if m.contains("past the end of the blob (10000 bytes)")),
+                "{offset}+{length}: {error:?}"
+            );
+        }
     }
 
     #[tokio::test]

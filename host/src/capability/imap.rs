@@ -36,11 +36,12 @@ use tokio_rustls::client::TlsStream;
 use tokio_rustls::rustls;
 use wasmtime::component::Resource;
 
+use super::blobs::MessageText;
 use super::secrets::secret_value;
 use super::{HostState, SenderContext};
 use crate::secret::Secret;
 use crate::wit::imap::{AppendError, AppendReport, Folder, Host, HostSession};
-use crate::wit::types::{Credentials, Endpoint, SendError, TemporaryFailure, TlsMode};
+use crate::wit::types::{Credentials, Endpoint, MessagePart, SendError, TemporaryFailure, TlsMode};
 use secret_fill::SecretFill;
 
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
@@ -135,13 +136,17 @@ impl HostSession for HostState {
         folder: String,
         flags: Vec<String>,
         internal_date: Option<i64>,
-        raw_message: Vec<u8>,
+        message: Vec<MessagePart>,
     ) -> wasmtime::Result<Result<AppendReport, AppendError>> {
+        let message = MessageText::from_parts(&self.table, message)?;
+        if let Err(too_large) = message.check_size() {
+            return Ok(Err(AppendError::Failed(too_large)));
+        }
         let started = Instant::now();
         let result = self
             .table
             .get_mut(&session)?
-            .append(&folder, &flags, internal_date, &raw_message)
+            .append(&folder, &flags, internal_date, &message)
             .await;
         self.host_io += started.elapsed();
         Ok(result)
@@ -777,7 +782,7 @@ impl ImapSession {
         folder: &str,
         flags: &[String],
         internal_date: Option<i64>,
-        raw: &[u8],
+        message: &MessageText,
     ) -> Result<AppendReport, AppendError> {
         let failed = AppendError::Failed;
         self.usable().map_err(failed)?;
@@ -793,13 +798,16 @@ impl ImapSession {
             }
             None => String::new(),
         };
-        if raw.is_empty() {
+        if message.is_empty() {
             return Err(failed(SendError::InvalidMessage(
                 "the message is empty".into(),
             )));
         }
         let tag = self.tag();
-        let line = format!("{tag} APPEND {quoted} {flags}{date} {{{}}}\r\n", raw.len());
+        let line = format!(
+            "{tag} APPEND {quoted} {flags}{date} {{{}}}\r\n",
+            message.len()
+        );
         let at = self.at.clone();
         let session = &mut self.session;
         let exchange = async {
@@ -832,7 +840,10 @@ impl ImapSession {
                 }
             }
             let stream = session.get_mut();
-            stream.write_all(raw).await?;
+            // The literal in pieces, attachments encoded as they are reached.
+            for piece in message.pieces() {
+                stream.write_all(&piece).await?;
+            }
             stream.write_all(b"\r\n").await?;
             stream.flush().await?;
             read_done(session, &tag, Untagged::default()).await

@@ -28,23 +28,19 @@ use lettre::transport::smtp::commands::{Data, Mail, Rcpt};
 use lettre::transport::smtp::extension::{ClientId, Extension, MailBodyParameter, MailParameter};
 use lettre::transport::smtp::response::Response;
 
+use super::blobs::MessageText;
 use super::secrets::secret_value;
 use super::{HostState, SenderContext};
 use crate::secret::Secret;
 use crate::wit::smtp::{Envelope, Host, SendReport};
 use crate::wit::types::{
-    Credentials, Endpoint, RefusedRecipient, SendError, TemporaryFailure, TlsMode,
+    Credentials, Endpoint, MessagePart, RefusedRecipient, SendError, TemporaryFailure, TlsMode,
 };
 
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
 const COMMAND_TIMEOUT: Duration = Duration::from_secs(60);
 /// Transferring the message: a 30 MB scan over a slow uplink takes a while.
 const DATA_TIMEOUT: Duration = Duration::from_secs(600);
-/// The largest message a plugin may hand over: a 30 MB scan is about 41 MB once base64-encoded;
-/// no mail server takes much more.
-pub const MAX_MESSAGE_BYTES: usize = 100 << 20;
-/// How much of the message is dot-stuffed and written at a time.
-const DATA_PIECE: usize = 1 << 20;
 
 impl Host for HostState {
     async fn send(
@@ -52,7 +48,7 @@ impl Host for HostState {
         endpoint: Endpoint,
         credentials: Option<Credentials>,
         envelope: Envelope,
-        raw_message: Vec<u8>,
+        message: Vec<MessagePart>,
     ) -> wasmtime::Result<Result<SendReport, SendError>> {
         if let Err(denied) = self
             .sender
@@ -61,31 +57,23 @@ impl Host for HostState {
         {
             return Ok(Err(SendError::Denied(denied.to_string())));
         }
-        if raw_message.len() > MAX_MESSAGE_BYTES {
-            return Ok(Err(SendError::InvalidMessage(format!(
-                "the message is {} MiB; at most {} MiB can be sent",
-                raw_message.len() >> 20,
-                MAX_MESSAGE_BYTES >> 20
-            ))));
+        let message = MessageText::from_parts(&self.table, message)?;
+        if let Err(too_large) = message.check_size() {
+            return Ok(Err(too_large));
         }
         let login = login(self, credentials)?;
         #[cfg(feature = "bench")]
         if self.sender.smtp_stub {
+            // Encodes and drops the pieces, as a real send's writing would, without a network.
+            let written: usize = message.pieces().map(|piece| piece.len()).sum();
             return Ok(Ok(SendReport {
                 accepted: envelope.rcpt_to,
                 refused: Vec::new(),
-                reply: format!("250 2.0.0 Ok: stub, {} bytes", raw_message.len()),
+                reply: format!("250 2.0.0 Ok: stub, {written} bytes"),
             }));
         }
         let started = std::time::Instant::now();
-        let result = send(
-            &self.sender,
-            &endpoint,
-            login.as_ref(),
-            &envelope,
-            &raw_message,
-        )
-        .await;
+        let result = send(&self.sender, &endpoint, login.as_ref(), &envelope, &message).await;
         self.host_io += started.elapsed();
         Ok(result)
     }
@@ -399,7 +387,7 @@ async fn send(
     endpoint: &Endpoint,
     login: Option<&(String, Secret)>,
     envelope: &Envelope,
-    raw: &[u8],
+    message: &MessageText,
 ) -> Result<SendReport, SendError> {
     let from = parse_address(&envelope.mail_from)?;
     let recipients = envelope
@@ -413,7 +401,7 @@ async fn send(
         ));
     }
     let mut conn = connect(ctx, endpoint, login).await?;
-    let result = transfer(&mut conn, endpoint, from, &recipients, raw).await;
+    let result = transfer(&mut conn, endpoint, from, &recipients, message).await;
     match &result {
         Ok(_) => {
             let _ = tokio::time::timeout(COMMAND_TIMEOUT, conn.quit()).await;
@@ -428,7 +416,7 @@ async fn transfer(
     endpoint: &Endpoint,
     from: Address,
     recipients: &[(String, Address)],
-    raw: &[u8],
+    message: &MessageText,
 ) -> Result<SendReport, SendError> {
     let info = conn.server_info();
     let mut parameters = Vec::new();
@@ -443,7 +431,7 @@ async fn transfer(
         }
         parameters.push(MailParameter::SmtpUtfEight);
     }
-    if !raw.is_ascii() && info.supports_feature(Extension::EightBitMime) {
+    if !message.is_ascii() && info.supports_feature(Extension::EightBitMime) {
         parameters.push(MailParameter::Body(MailBodyParameter::EightBitMime));
     }
     step(
@@ -490,9 +478,10 @@ async fn transfer(
         });
     }
     step(Stage::Data, endpoint, COMMAND_TIMEOUT, conn.command(Data)).await?;
-    // In 1 MiB pieces: lettre copies what it is given to dot-stuff it, and a piece at a time
-    // keeps that copy small instead of a second whole message (≈41 MB for a 30 MB scan).
-    let pieces = conn.message_iter(raw.chunks(DATA_PIECE));
+    // In pieces of about 1 MiB, attachments encoded as they are reached: lettre copies what it
+    // is given to dot-stuff it, and a piece at a time keeps that copy small, where the whole
+    // message would be a second copy (≈41 MB for a 30 MB scan).
+    let pieces = conn.message_iter(message.pieces());
     let reply = step(Stage::Data, endpoint, DATA_TIMEOUT, pieces).await?;
     Ok(SendReport {
         accepted,

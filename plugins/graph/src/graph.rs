@@ -337,7 +337,8 @@ impl<'h, H: Host> Graph<'h, H> {
                 "{doing}: Graph's upload session has no uploadUrl"
             )));
         };
-        let total = a.content.len();
+        // An attachment fits in memory, so its size fits in usize.
+        let total = a.content.len() as usize;
         let mut start = message::next_expected(&session).unwrap_or(0);
         // Each range must move forward; a server that asks for the same bytes again is stuck.
         let mut puts = 0usize;
@@ -354,7 +355,11 @@ impl<'h, H: Host> Graph<'h, H> {
             let mut request = Request::new(Method::Put, upload_url.clone())
                 .header("Content-Type", "application/octet-stream")
                 .header("Content-Range", &range.content_range());
-            request.body = Body::Bytes(a.content[range.start..range.end].to_vec());
+            request.body = Body::Content {
+                content: a.content.clone(),
+                offset: range.start as u64,
+                length: (range.end - range.start) as u64,
+            };
             request.timeout_ms = Some(UPLOAD_TIMEOUT_MS);
             let response =
                 self.host
@@ -479,6 +484,11 @@ mod tests {
             let (body, secret) = match &request.body {
                 Body::Empty => (Vec::new(), false),
                 Body::Bytes(b) => (b.clone(), false),
+                Body::Content {
+                    content,
+                    offset,
+                    length,
+                } => (content.read(*offset, *length), false),
                 Body::Form(fields) => {
                     let mut any = false;
                     let text: Vec<String> = fields
@@ -558,7 +568,7 @@ mod tests {
                 .map(|(i, &n)| Attachment {
                     filename: format!("f{i}.pdf"),
                     content_type: "application/pdf".into(),
-                    content: (0..n).map(|b| (b % 251) as u8).collect(),
+                    content: (0..n).map(|b| (b % 251) as u8).collect::<Vec<u8>>().into(),
                 })
                 .collect(),
         }
@@ -711,7 +721,7 @@ mod tests {
             );
             assembled.extend_from_slice(&put.3);
         }
-        assert_eq!(assembled, msg.attachments[1].content);
+        assert_eq!(assembled, msg.attachments[1].content.to_vec());
         let send = host.requests.last().unwrap();
         assert!(send.3.is_empty());
     }

@@ -71,7 +71,7 @@ pub fn file_attachment_json(a: &Attachment) -> Value {
         "@odata.type": "#microsoft.graph.fileAttachment",
         "name": a.filename,
         "contentType": a.content_type,
-        "contentBytes": base64::engine::general_purpose::STANDARD.encode(&a.content),
+        "contentBytes": base64::engine::general_purpose::STANDARD.encode(a.content.to_vec()),
     })
 }
 
@@ -116,7 +116,7 @@ pub fn plan(
     if let Some(a) = message
         .attachments
         .iter()
-        .find(|a| a.content.len() > MAX_ATTACHMENT_BYTES)
+        .find(|a| a.content.len() > MAX_ATTACHMENT_BYTES as u64)
     {
         return Err(Unsendable(format!(
             "attachment {:?} is {} bytes; Microsoft Graph takes attachments up to 150 MB",
@@ -128,7 +128,7 @@ pub fn plan(
     let all_small = message
         .attachments
         .iter()
-        .all(|a| a.content.len() < UPLOAD_SESSION_MIN_BYTES);
+        .all(|a| a.content.len() < UPLOAD_SESSION_MIN_BYTES as u64);
     if all_small {
         let mut m = base.clone();
         m["attachments"] = Value::Array(
@@ -148,7 +148,7 @@ pub fn plan(
         }
     }
     let (large, small): (Vec<usize>, Vec<usize>) = (0..message.attachments.len())
-        .partition(|&i| message.attachments[i].content.len() >= UPLOAD_SESSION_MIN_BYTES);
+        .partition(|&i| message.attachments[i].content.len() >= UPLOAD_SESSION_MIN_BYTES as u64);
     Ok(Plan::Draft {
         draft: base,
         small,
@@ -234,7 +234,7 @@ mod tests {
                 .map(|(i, n)| Attachment {
                     filename: format!("Größe {i}.pdf"),
                     content_type: "application/pdf".into(),
-                    content: vec![i as u8; n],
+                    content: vec![i as u8; n].into(),
                 })
                 .collect(),
         }

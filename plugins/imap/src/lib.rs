@@ -98,10 +98,7 @@ impl Sender for ImapSender {
         let settings = settings::parse(values)?;
         let composed = compose::compose(&message, &settings.from_email)?;
         // Sizes only: addresses and content stay out of the host's log.
-        log(
-            Level::Debug,
-            &format!("composed {} bytes", composed.raw.len()),
-        );
+        log(Level::Debug, &format!("composed {} bytes", composed.len()));
 
         let session = Session::open(&settings.endpoint, &settings.login)?;
         let target = target(&session, &settings)?;
@@ -109,14 +106,14 @@ impl Sender for ImapSender {
         let flags: Vec<String> = FLAGS.iter().map(|f| (*f).to_owned()).collect();
         let now = now_unix_secs();
         let mut created = false;
-        let report = match session.append(&target.name, &flags, now, &composed.raw) {
+        let report = match session.append(&target.name, &flags, now, &composed.parts) {
             Ok(report) => report,
             Err(AppendError::NoSuchFolder(_)) if settings.create_mailbox => {
                 log(Level::Info, &format!("creating folder {:?}", target.name));
                 session.create(&target.name)?;
                 created = true;
                 session
-                    .append(&target.name, &flags, now, &composed.raw)
+                    .append(&target.name, &flags, now, &composed.parts)
                     .map_err(|e| match e {
                         AppendError::NoSuchFolder(server) => SendError::InvalidSettings(format!(
                             "{at}: folder {target} could not be created: {server}"

@@ -1,5 +1,8 @@
-//! Turns a [`Message`] into what SMTP carries: the RFC 5322 bytes (CRLF line ends) and the
-//! [`Envelope`] (MAIL FROM, RCPT TO).
+//! Turns a [`Message`] into what SMTP carries: the RFC 5322 message (CRLF line ends) and the
+//! [`Envelope`] (MAIL FROM, RCPT TO). The message comes as [`Part`]s: the text this module
+//! writes, and each attachment's bytes, which the host base64-encodes as it writes them
+//! (`types.message-part`), so that a 30 MB scan is never copied into the plugin, nor encoded
+//! there.
 //!
 //! | message part          | where it goes                                              |
 //! |-----------------------|------------------------------------------------------------|
@@ -21,7 +24,7 @@ use lettre::address::Envelope as LettreEnvelope;
 use lettre::message::header::{ContentTransferEncoding, ContentType};
 use lettre::message::{Attachment as AttachmentPart, Body as EncodedBody, MultiPart, SinglePart};
 
-pub use crate::message::{Attachment, InvalidMessage, Mailbox, Message};
+pub use crate::message::{Attachment, Content, InvalidMessage, Mailbox, Message};
 
 /// The SMTP envelope.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -36,13 +39,129 @@ pub struct Envelope {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Composed {
     pub envelope: Envelope,
-    /// The complete RFC 5322 message with CRLF line ends.
-    pub raw: Vec<u8>,
+    /// The complete RFC 5322 message with CRLF line ends, in order.
+    pub parts: Vec<Part>,
+}
+
+/// A piece of a composed message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Part {
+    /// Bytes as they are.
+    Text(Vec<u8>),
+    /// An attachment's bytes in base64: lines of 76 characters joined by CRLF, no line end
+    /// after the last (the text that follows starts with one).
+    Base64(Content),
+}
+
+/// Input bytes per base64 line: 57 bytes make 76 characters.
+const LINE_INPUT: usize = 57;
+
+impl Composed {
+    /// The size of the whole message in bytes, attachments encoded.
+    pub fn len(&self) -> u64 {
+        self.parts
+            .iter()
+            .map(|part| match part {
+                Part::Text(text) => text.len() as u64,
+                Part::Base64(content) => {
+                    let n = content.len();
+                    n.div_ceil(3) * 4 + n.div_ceil(LINE_INPUT as u64).saturating_sub(1) * 2
+                }
+            })
+            .sum()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The whole message as bytes, every attachment read into the plugin and encoded here: for a
+    /// sender whose protocol needs the text itself, and for tests. [`crate::smtp::send`] and
+    /// [`crate::imap::Session::append`] take the parts instead.
+    pub fn to_bytes(&self) -> Vec<u8> {
+        let mut out = Vec::new();
+        for part in &self.parts {
+            match part {
+                Part::Text(text) => out.extend_from_slice(text),
+                Part::Base64(content) => out.extend(base64_lines(&content.to_vec())),
+            }
+        }
+        out
+    }
+}
+
+/// Base64 in lines of 76 characters joined by CRLF, as the host writes a `base64` part.
+pub(crate) fn base64_lines(bytes: &[u8]) -> Vec<u8> {
+    use base64::Engine as _;
+    let lines: Vec<String> = bytes
+        .chunks(LINE_INPUT)
+        .map(|line| base64::engine::general_purpose::STANDARD.encode(line))
+        .collect();
+    lines.join("\r\n").into_bytes()
 }
 
 /// Builds the message and its envelope. `default_from` is the sender's configured address,
 /// used when the message names no From.
 pub fn compose(message: &Message, default_from: &Address) -> Result<Composed, InvalidMessage> {
+    // Each attachment's body is first a marker lettre copies as it is; the formatted text is
+    // then cut at the markers, and the host writes the bytes there. A marker holds NUL bytes,
+    // which no header (folded by `one_line`) and no encoded text body carries; should one
+    // appear anyway, the attachments are encoded here instead.
+    let markers: Vec<Vec<u8>> = (0..message.attachments.len())
+        .map(|i| format!("\0scan2x-attachment-{i}\0").into_bytes())
+        .collect();
+    let (envelope, text) = build(message, default_from, |i, _| {
+        EncodedBody::dangerous_pre_encoded(markers[i].clone(), ContentTransferEncoding::Base64)
+    })?;
+    if let Some(parts) = cut_at_markers(&text, &markers, &message.attachments) {
+        return Ok(Composed { envelope, parts });
+    }
+    let (envelope, text) = build(message, default_from, |_, attachment| {
+        EncodedBody::new_with_encoding(attachment.content.to_vec(), ContentTransferEncoding::Base64)
+            .unwrap_or_else(EncodedBody::new)
+    })?;
+    Ok(Composed {
+        envelope,
+        parts: vec![Part::Text(text)],
+    })
+}
+
+/// The text cut at each marker, in order, each attachment in its place; None unless every
+/// marker occurs exactly once and in order.
+fn cut_at_markers(
+    text: &[u8],
+    markers: &[Vec<u8>],
+    attachments: &[Attachment],
+) -> Option<Vec<Part>> {
+    let mut parts = Vec::new();
+    let mut rest = text;
+    for (marker, attachment) in markers.iter().zip(attachments) {
+        let at = find(rest, marker)?;
+        parts.push(Part::Text(rest[..at].to_vec()));
+        parts.push(Part::Base64(attachment.content.clone()));
+        rest = &rest[at + marker.len()..];
+    }
+    let unique = markers.iter().all(|m| {
+        let first = find(text, m);
+        first.is_some_and(|at| find(&text[at + 1..], m).is_none())
+    });
+    if !unique {
+        return None;
+    }
+    parts.push(Part::Text(rest.to_vec()));
+    Some(parts)
+}
+
+fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
+    haystack.windows(needle.len()).position(|w| w == needle)
+}
+
+/// The envelope and the formatted message, each attachment's body made by `attachment_body`.
+fn build(
+    message: &Message,
+    default_from: &Address,
+    attachment_body: impl Fn(usize, &Attachment) -> EncodedBody,
+) -> Result<(Envelope, Vec<u8>), InvalidMessage> {
     let from = match &message.from {
         Some(from) => mailbox("from", from)?,
         None => lettre::message::Mailbox::new(None, default_from.clone()),
@@ -95,8 +214,9 @@ pub fn compose(message: &Message, default_from: &Address) -> Result<Composed, In
                 Body::Multi(part) => mixed.multipart(part),
                 Body::None => mixed,
             };
-            for attachment in &message.attachments {
-                mixed = mixed.singlepart(attachment_part(attachment));
+            for (i, attachment) in message.attachments.iter().enumerate() {
+                mixed =
+                    mixed.singlepart(attachment_part(attachment, attachment_body(i, attachment)));
             }
             builder.multipart(mixed)
         }
@@ -104,10 +224,7 @@ pub fn compose(message: &Message, default_from: &Address) -> Result<Composed, In
     }
     .map_err(|e| InvalidMessage(format!("the message can't be built: {e}")))?;
 
-    Ok(Composed {
-        envelope,
-        raw: built.formatted(),
-    })
+    Ok((envelope, built.formatted()))
 }
 
 /// Folds free text onto one line: every control character (CR, LF, TAB, NUL, DEL, C1 such as
@@ -148,19 +265,16 @@ fn lf_line_ends(text: &str) -> String {
     text.replace("\r\n", "\n").replace('\r', "\n")
 }
 
-fn attachment_part(attachment: &Attachment) -> SinglePart {
+fn attachment_part(attachment: &Attachment, content: EncodedBody) -> SinglePart {
     let filename = one_line(&attachment.filename).trim().to_owned();
     let filename = if filename.is_empty() {
         "attachment".to_owned()
     } else {
         filename
     };
-    // Always base64: lettre would send an ASCII-only file (a CSV, a text file) as 7bit with
-    // its line ends untouched, so bare LFs would reach the server and a server that
-    // normalises them would change the file. Base64 keeps the bytes exact.
-    let content =
-        EncodedBody::new_with_encoding(attachment.content.clone(), ContentTransferEncoding::Base64)
-            .unwrap_or_else(EncodedBody::new);
+    // Always base64 (the host encodes it): lettre would send an ASCII-only file (a CSV, a text
+    // file) as 7bit with its line ends untouched, so bare LFs would reach the server and a
+    // server that normalises them would change the file. Base64 keeps the bytes exact.
     AttachmentPart::new(filename).body(content, content_type(&attachment.content_type))
 }
 
@@ -299,7 +413,7 @@ mod tests {
         m.cc = vec![named("Carol Ä. Müller", "carol@example.com")];
         m.reply_to = vec![mb("replies@example.com")];
         m.subject = "Übersicht – März 2026: 3 Seiten".to_owned();
-        let raw = composed(&m).raw;
+        let raw = composed(&m).to_bytes();
 
         let parsed = MessageParser::default().parse(&raw).unwrap();
         let from = parsed.from().unwrap().first().unwrap();
@@ -332,7 +446,8 @@ mod tests {
     #[test]
     fn from_defaults_to_the_configured_email_address() {
         let c = composed(&message());
-        let parsed = MessageParser::default().parse(&c.raw).unwrap();
+        let raw = c.to_bytes();
+        let parsed = MessageParser::default().parse(&raw).unwrap();
         assert_eq!(
             parsed.from().unwrap().first().unwrap().address(),
             Some("scanner@example.com")
@@ -349,7 +464,7 @@ mod tests {
 
     #[test]
     fn message_id_is_the_hosts_in_angle_brackets() {
-        let raw = composed(&message()).raw;
+        let raw = composed(&message()).to_bytes();
         let parsed = MessageParser::default().parse(&raw).unwrap();
         assert_eq!(parsed.message_id(), Some(MESSAGE_ID));
         assert!(
@@ -377,9 +492,9 @@ mod tests {
         m.attachments = vec![Attachment {
             filename: "a.txt".to_owned(),
             content_type: "text/plain".to_owned(),
-            content: b"x\ny\n".to_vec(),
+            content: b"x\ny\n".to_vec().into(),
         }];
-        let raw = composed(&m).raw;
+        let raw = composed(&m).to_bytes();
         for (i, &b) in raw.iter().enumerate() {
             if b == b'\n' {
                 assert!(i > 0 && raw[i - 1] == b'\r', "bare LF at {i}");
@@ -392,7 +507,7 @@ mod tests {
 
     #[test]
     fn text_only_is_text_plain() {
-        let raw = composed(&message()).raw;
+        let raw = composed(&message()).to_bytes();
         let parsed = MessageParser::default().parse(&raw).unwrap();
         let ct = parsed.content_type().unwrap();
         assert_eq!((ct.ctype(), ct.subtype()), ("text", Some("plain")));
@@ -406,7 +521,7 @@ mod tests {
         let mut m = message();
         m.text_body = None;
         m.html_body = Some("<p>Your <b>scan</b>.</p>".to_owned());
-        let raw = composed(&m).raw;
+        let raw = composed(&m).to_bytes();
         let parsed = MessageParser::default().parse(&raw).unwrap();
         let ct = parsed.content_type().unwrap();
         assert_eq!((ct.ctype(), ct.subtype()), ("text", Some("html")));
@@ -421,7 +536,7 @@ mod tests {
         let mut m = message();
         m.text_body = Some("Grüße, your scan.".to_owned());
         m.html_body = Some("<p>Grüße, your scan.</p>".to_owned());
-        let raw = composed(&m).raw;
+        let raw = composed(&m).to_bytes();
         let parsed = MessageParser::default().parse(&raw).unwrap();
         let ct = parsed.content_type().unwrap();
         assert_eq!(
@@ -445,15 +560,15 @@ mod tests {
             Attachment {
                 filename: "Übersicht 2026 – scan.pdf".to_owned(),
                 content_type: "application/pdf".to_owned(),
-                content: pdf.clone(),
+                content: pdf.clone().into(),
             },
             Attachment {
                 filename: "notes.txt".to_owned(),
                 content_type: "text/plain".to_owned(),
-                content: b"plain notes".to_vec(),
+                content: b"plain notes".to_vec().into(),
             },
         ];
-        let raw = composed(&m).raw;
+        let raw = composed(&m).to_bytes();
         let parsed = MessageParser::default().parse(&raw).unwrap();
 
         let ct = parsed.content_type().unwrap();
@@ -480,9 +595,9 @@ mod tests {
         m.attachments = vec![Attachment {
             filename: "Übersicht 2026 – scan.pdf".to_owned(),
             content_type: "application/pdf".to_owned(),
-            content: b"%PDF-1.7".to_vec(),
+            content: b"%PDF-1.7".to_vec().into(),
         }];
-        let raw = composed(&m).raw;
+        let raw = composed(&m).to_bytes();
         let text = String::from_utf8(raw).unwrap();
         assert!(text.contains("filename*0*=utf-8''%C3%9Cbersicht"), "{text}");
         let head_of_parts: String = text
@@ -500,9 +615,9 @@ mod tests {
         m.attachments = vec![Attachment {
             filename: "report.csv".to_owned(),
             content_type: "text/csv".to_owned(),
-            content: csv.clone(),
+            content: csv.clone().into(),
         }];
-        let raw = composed(&m).raw;
+        let raw = composed(&m).to_bytes();
         let parsed = MessageParser::default().parse(&raw).unwrap();
         let attachment = parsed.attachments().next().unwrap();
         assert_eq!(attachment.contents(), csv.as_slice());
@@ -520,9 +635,9 @@ mod tests {
         m.attachments = vec![Attachment {
             filename: "scan.pdf".to_owned(),
             content_type: "application/pdf".to_owned(),
-            content: b"%PDF-1.7".to_vec(),
+            content: b"%PDF-1.7".to_vec().into(),
         }];
-        let parsed_raw = composed(&m).raw;
+        let parsed_raw = composed(&m).to_bytes();
         let parsed = MessageParser::default().parse(&parsed_raw).unwrap();
         let attachment = parsed.attachments().next().unwrap();
         assert_eq!(attachment.attachment_name(), Some("scan.pdf"));
@@ -535,9 +650,9 @@ mod tests {
         m.attachments = vec![Attachment {
             filename: "x.bin".to_owned(),
             content_type: "not a type\r\nBcc: evil@example.com".to_owned(),
-            content: vec![1, 2, 3],
+            content: vec![1, 2, 3].into(),
         }];
-        let raw = composed(&m).raw;
+        let raw = composed(&m).to_bytes();
         let parsed = MessageParser::default().parse(&raw).unwrap();
         let attachment = parsed.attachments().next().unwrap();
         let ct = attachment.content_type().unwrap();
@@ -553,10 +668,11 @@ mod tests {
         let mut m = message();
         m.bcc = vec![named("Secret Sam", "sam@example.com")];
         let c = composed(&m);
-        let parsed = MessageParser::default().parse(&c.raw).unwrap();
+        let raw = c.to_bytes();
+        let parsed = MessageParser::default().parse(&raw).unwrap();
         assert!(parsed.bcc().is_none());
-        assert!(!all_header_names(&c.raw).contains(&"bcc".to_owned()));
-        let text = String::from_utf8(c.raw).unwrap();
+        assert!(!all_header_names(&c.to_bytes()).contains(&"bcc".to_owned()));
+        let text = String::from_utf8(c.to_bytes()).unwrap();
         assert!(!text.contains("sam@example.com"), "{text}");
         assert!(!text.contains("Secret Sam"), "{text}");
         assert!(c.envelope.rcpt_to.contains(&"sam@example.com".to_owned()));
@@ -569,7 +685,8 @@ mod tests {
         m.bcc = vec![mb("sam@example.com")];
         let c = composed(&m);
         assert_eq!(c.envelope.rcpt_to, vec!["sam@example.com".to_owned()]);
-        let parsed = MessageParser::default().parse(&c.raw).unwrap();
+        let raw = c.to_bytes();
+        let parsed = MessageParser::default().parse(&raw).unwrap();
         assert!(parsed.to().is_none());
         assert!(parsed.bcc().is_none());
     }
@@ -615,7 +732,7 @@ mod tests {
     fn subject_with_crlf_stays_one_header_line() {
         let mut m = message();
         m.subject = "x\r\nBcc: evil@x".to_owned();
-        let raw = composed(&m).raw;
+        let raw = composed(&m).to_bytes();
         let parsed = MessageParser::default().parse(&raw).unwrap();
         assert!(parsed.bcc().is_none());
         assert!(!all_header_names(&raw).contains(&"bcc".to_owned()));
@@ -632,7 +749,7 @@ mod tests {
         for breaker in ["\n", "\r", "\u{85}", "\u{2028}", "\u{0}"] {
             let mut m = message();
             m.subject = format!("x{breaker}Bcc: evil@x");
-            let raw = composed(&m).raw;
+            let raw = composed(&m).to_bytes();
             let parsed = MessageParser::default().parse(&raw).unwrap();
             assert!(parsed.bcc().is_none(), "{breaker:?}");
             assert!(
@@ -649,7 +766,7 @@ mod tests {
         m.from = Some(named("Desk\r\nBcc: evil@x", "desk@example.com"));
         m.to = vec![named("Alice\r\nX-Injected: 1", "alice@example.com")];
         m.cc = vec![named("\r\n", "carol@example.com")];
-        let raw = composed(&m).raw;
+        let raw = composed(&m).to_bytes();
         let names = all_header_names(&raw);
         assert!(!names.contains(&"bcc".to_owned()), "{names:?}");
         assert!(!names.contains(&"x-injected".to_owned()), "{names:?}");
@@ -672,9 +789,9 @@ mod tests {
         m.attachments = vec![Attachment {
             filename: "scan.pdf\"\r\nBcc: evil@x\r\nX-Injected: 1".to_owned(),
             content_type: "application/pdf".to_owned(),
-            content: b"%PDF".to_vec(),
+            content: b"%PDF".to_vec().into(),
         }];
-        let raw = composed(&m).raw;
+        let raw = composed(&m).to_bytes();
         let names = all_header_names(&raw);
         assert!(!names.contains(&"bcc".to_owned()), "{names:?}");
         assert!(!names.contains(&"x-injected".to_owned()), "{names:?}");
@@ -708,5 +825,53 @@ mod tests {
     fn one_line_replaces_every_line_break_with_a_space() {
         assert_eq!(one_line("a\r\nb\nc\rd\te\u{2029}f"), "a  b c d e f");
         assert_eq!(one_line("Übersicht – ok"), "Übersicht – ok");
+    }
+
+    #[test]
+    fn attachments_are_left_for_the_host_between_text_parts() {
+        let mut m = message();
+        let pdf: Content = (0..200u8).collect::<Vec<u8>>().into();
+        let notes: Content = b"notes".to_vec().into();
+        for (name, content) in [("a.pdf", &pdf), ("b.txt", &notes)] {
+            m.attachments.push(Attachment {
+                filename: name.to_owned(),
+                content_type: "application/octet-stream".to_owned(),
+                content: content.clone(),
+            });
+        }
+        let c = composed(&m);
+        // text, a.pdf, text, b.txt, text: the attachments' bytes are not in the text.
+        assert_eq!(c.parts.len(), 5);
+        assert_eq!(c.parts[1], Part::Base64(pdf.clone()));
+        assert_eq!(c.parts[3], Part::Base64(notes.clone()));
+        for text in [&c.parts[0], &c.parts[2], &c.parts[4]] {
+            let Part::Text(text) = text else {
+                panic!("expected text, got {text:?}")
+            };
+            assert!(!text.contains(&0), "a marker was left in the text");
+        }
+        // The text after an attachment starts with the line end that closes its body.
+        assert!(matches!(&c.parts[2], Part::Text(t) if t.starts_with(b"\r\n--")));
+        let raw = c.to_bytes();
+        assert_eq!(raw.len() as u64, c.len());
+        let parsed = MessageParser::default().parse(&raw).unwrap();
+        let contents: Vec<&[u8]> = parsed.attachments().map(|a| a.contents()).collect();
+        assert_eq!(contents, vec![pdf.to_vec().as_slice(), b"notes".as_slice()]);
+    }
+
+    #[test]
+    fn a_marker_found_twice_or_out_of_order_is_not_cut() {
+        let markers = vec![b"\0m0\0".to_vec(), b"\0m1\0".to_vec()];
+        let a = |n: &str| Attachment {
+            filename: n.to_owned(),
+            content_type: "text/plain".to_owned(),
+            content: b"x".to_vec().into(),
+        };
+        let attachments = vec![a("0"), a("1")];
+        let cut = |text: &[u8]| cut_at_markers(text, &markers, &attachments).map(|p| p.len());
+        assert_eq!(cut(b"h\0m0\0t\0m1\0e"), Some(5));
+        assert_eq!(cut(b"h\0m0\0t\0m0\0\0m1\0e"), None);
+        assert_eq!(cut(b"h\0m1\0t\0m0\0e"), None);
+        assert_eq!(cut(b"h\0m0\0t"), None);
     }
 }

@@ -3,8 +3,9 @@
 
 use crate::Secret;
 use crate::bindings::scan2x::mail::types as wit;
+use crate::compose::{Part, base64_lines};
 use crate::error::SendError;
-use crate::message::{Attachment, Mailbox, Message, Receipt};
+use crate::message::{Attachment, Content, Mailbox, Message, Receipt};
 use crate::sender::{EventKind, PluginInfo};
 use crate::settings::{Endpoint, SettingDefault, SettingKind, SettingSpec, SettingValue, TlsMode};
 
@@ -85,10 +86,25 @@ pub fn message(message: wit::Message) -> Message {
             .map(|a| Attachment {
                 filename: a.filename,
                 content_type: a.content_type,
-                content: a.content,
+                content: Content::from_host(a.content),
             })
             .collect(),
     }
+}
+
+/// The composed parts as the mail capabilities take them. Attachments the host holds go back as
+/// handles; bytes the plugin made itself are encoded here.
+pub fn message_parts(parts: &[Part]) -> Vec<wit::MessagePart<'_>> {
+    parts
+        .iter()
+        .map(|part| match part {
+            Part::Text(text) => wit::MessagePart::Text(text.clone()),
+            Part::Base64(content) => match content.blob() {
+                Some(blob) => wit::MessagePart::Base64(blob),
+                None => wit::MessagePart::Text(base64_lines(&content.to_vec())),
+            },
+        })
+        .collect()
 }
 
 pub fn receipt(r: Receipt) -> wit::Receipt {

@@ -8,6 +8,7 @@
 //! an opaque handle only the host resolves.
 
 use crate::error::SendError;
+use crate::message::Content;
 
 /// A piece of a header or form value: text, or a secret the host fills in.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -30,6 +31,13 @@ pub enum Body<'a, S> {
     Bytes(Vec<u8>),
     /// `application/x-www-form-urlencoded`, encoded by the host.
     Form(Vec<(String, Vec<Part<'a, S>>)>),
+    /// `length` bytes of an attachment from `offset`: the host sends the bytes it holds, without
+    /// copying them through the plugin.
+    Content {
+        content: Content,
+        offset: u64,
+        length: u64,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -175,9 +183,23 @@ impl Host for Wasm {
                 value: parts(value),
             })
             .collect();
-        let body = match request.body {
+        // Taken out of the request, so the bytes move and a blob handle outlives the call.
+        let mut own_body = request.body;
+        let body = match &mut own_body {
             Body::Empty => http::Body::Empty,
-            Body::Bytes(bytes) => http::Body::Bytes(bytes),
+            Body::Bytes(bytes) => http::Body::Bytes(std::mem::take(bytes)),
+            Body::Content {
+                content,
+                offset,
+                length,
+            } => match content.blob() {
+                Some(blob) => http::Body::Blob(http::BlobRange {
+                    blob,
+                    offset: *offset,
+                    length: *length,
+                }),
+                None => http::Body::Bytes(content.read(*offset, *length)),
+            },
             Body::Form(fields) => http::Body::Form(
                 fields
                     .iter()

@@ -4,6 +4,7 @@
 
 use crate::Secret;
 use crate::bindings::scan2x::mail::{imap, types as wit};
+use crate::compose::Part;
 use crate::convert;
 use crate::error::SendError;
 use crate::settings::{Endpoint, Login};
@@ -68,15 +69,17 @@ impl Session {
         self.0.create(folder).map_err(convert::send_error_from_wit)
     }
 
-    /// APPEND `raw` with `flags` and the internal date (seconds since the Unix epoch).
+    /// APPEND the message (its [`Part`]s) with `flags` and the internal date (seconds since
+    /// the Unix epoch). The host writes the attachments' bytes itself.
     pub fn append(
         &self,
         folder: &str,
         flags: &[String],
         internal_date: Option<i64>,
-        raw: &[u8],
+        message: &[Part],
     ) -> Result<AppendReport, AppendError> {
-        match self.0.append(folder, flags, internal_date, raw) {
+        let parts = convert::message_parts(message);
+        match self.0.append(folder, flags, internal_date, &parts) {
             Ok(r) => Ok(AppendReport {
                 uid: r.uid,
                 detail: r.detail,

@@ -42,7 +42,7 @@ pub mod settings;
 pub mod smtp;
 
 pub use error::SendError;
-pub use message::{Attachment, Mailbox, Message, Receipt, RefusedRecipient};
+pub use message::{Attachment, Content, Mailbox, Message, Receipt, RefusedRecipient};
 pub use sender::{EventKind, PluginInfo, Sender};
 pub use settings::{SettingDefault, SettingKind, SettingSpec, Values};
 

@@ -4,7 +4,7 @@
 
 use crate::Secret;
 use crate::bindings::scan2x::mail::{smtp, types as wit};
-use crate::compose::Envelope;
+use crate::compose::{Envelope, Part};
 use crate::convert;
 use crate::error::SendError;
 use crate::message::RefusedRecipient;
@@ -28,12 +28,13 @@ fn credentials(login: Option<&Login<Secret>>) -> Option<wit::Credentials<'_>> {
     })
 }
 
-/// Sends `raw` (the complete RFC 5322 message, CRLF line ends) to the envelope's recipients.
+/// Sends the message (its [`Part`]s: the complete RFC 5322 message, CRLF line ends) to the
+/// envelope's recipients. The host writes the attachments' bytes itself.
 pub fn send(
     endpoint: &Endpoint,
     login: Option<&Login<Secret>>,
     envelope: &Envelope,
-    raw: &[u8],
+    message: &[Part],
 ) -> Result<Report, SendError> {
     let envelope = smtp::Envelope {
         mail_from: envelope.mail_from.clone(),
@@ -43,7 +44,7 @@ pub fn send(
         &convert::endpoint(endpoint),
         credentials(login).as_ref(),
         &envelope,
-        raw,
+        &convert::message_parts(message),
     )
     .map_err(convert::send_error_from_wit)?;
     Ok(Report {

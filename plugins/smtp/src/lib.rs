@@ -22,8 +22,6 @@ use scan2x_mail_plugin_kit::{
     EventKind, Message, PluginInfo, Receipt, Secret, SendError, Sender, Values, smtp,
 };
 
-use compose::Composed;
-
 /// The SMTP sender.
 pub struct SmtpSender;
 
@@ -50,18 +48,23 @@ impl Sender for SmtpSender {
 
     fn send(values: Values<Secret>, message: Message) -> Result<Receipt, SendError> {
         let settings = settings::parse(values)?;
-        let Composed { envelope, raw } = compose::compose(&message, &settings.email_address)?;
+        let composed = compose::compose(&message, &settings.email_address)?;
         // Sizes and counts only: addresses and content stay out of the host's log.
         log(
             Level::Debug,
             &format!(
                 "composed {} bytes for {} recipients",
-                raw.len(),
-                envelope.rcpt_to.len()
+                composed.len(),
+                composed.envelope.rcpt_to.len()
             ),
         );
         // The host's errors are already send-errors that say what to do next: pass them on.
-        let report = smtp::send(&settings.endpoint, settings.login.as_ref(), &envelope, &raw)?;
+        let report = smtp::send(
+            &settings.endpoint,
+            settings.login.as_ref(),
+            &composed.envelope,
+            &composed.parts,
+        )?;
         Ok(Receipt {
             provider_id: reply::queue_id(&report.reply),
             accepted: report.accepted,

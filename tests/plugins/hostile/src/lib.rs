@@ -26,8 +26,8 @@ mod bindings {
 
 use bindings::exports::scan2x::mail::mail_sender::Guest;
 use bindings::scan2x::mail::types::{
-    Credentials, Endpoint, EventKind, Message, PluginInfo, Receipt, SendError, Setting,
-    SettingKind, SettingSpec, SettingValue, TlsMode,
+    Credentials, Endpoint, EventKind, Message, MessagePart, PluginInfo, Receipt, SendError,
+    Setting, SettingKind, SettingSpec, SettingValue, TlsMode,
 };
 use bindings::scan2x::mail::{http, imap, log, smtp};
 
@@ -165,7 +165,8 @@ impl Guest for Hostile {
                     rcpt_to: vec!["b@example.test".into()],
                 };
                 let raw = vec![b'a'; 101 << 20];
-                smtp::send(&endpoint, None, &envelope, &raw).map(|r| receipt(r.reply))
+                smtp::send(&endpoint, None, &envelope, &[MessagePart::Text(raw)])
+                    .map(|r| receipt(r.reply))
             }
             "huge-receipt" => Ok(receipt("x".repeat(2 << 20))),
             "environment" => Ok(receipt(format!(

@@ -1,0 +1,268 @@
+//! The `blobs` interface and the message text the mail capabilities write. An attachment's bytes
+//! are read once from its file and shared ([`Bytes`]) by every call that sends them: a plugin
+//! gets a `blob` handle in the call's resource table, reads ranges when it needs the bytes
+//! itself, and otherwise hands the handle back — to `smtp.send` and `imap.append` inside a
+//! [`MessageText`], which this module base64-encodes piece by piece as it is written, or as an
+//! `http` request body.
+//!
+//! So a 30 MB scan exists once in the host and never as a whole inside the plugin, nor as a
+//! whole encoded message anywhere.
+
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD;
+use bytes::Bytes;
+use wasmtime::component::{Resource, ResourceTable};
+
+use super::HostState;
+use crate::wit::blobs::{Host, HostBlob};
+use crate::wit::types::{MessagePart, SendError};
+
+/// What a `blob` handle points at.
+#[derive(Debug, Clone)]
+pub struct BlobData(pub Bytes);
+
+/// The most one `read` returns.
+pub const MAX_READ: u32 = 16 << 20;
+
+impl Host for HostState {}
+
+impl HostBlob for HostState {
+    fn size(&mut self, blob: Resource<BlobData>) -> wasmtime::Result<u64> {
+        Ok(self.table.get(&blob)?.0.len() as u64)
+    }
+
+    fn read(
+        &mut self,
+        blob: Resource<BlobData>,
+        offset: u64,
+        length: u32,
+    ) -> wasmtime::Result<Vec<u8>> {
+        let bytes = &self.table.get(&blob)?.0;
+        let start = usize::try_from(offset)
+            .unwrap_or(usize::MAX)
+            .min(bytes.len());
+        let end = start
+            .saturating_add(length.min(MAX_READ) as usize)
+            .min(bytes.len());
+        Ok(bytes[start..end].to_vec())
+    }
+
+    fn drop(&mut self, blob: Resource<BlobData>) -> wasmtime::Result<()> {
+        self.table.delete(blob)?;
+        Ok(())
+    }
+}
+
+/// The bytes behind a handle the plugin passed in. A dangling handle is a host bug (the
+/// component model checks handles), so it traps.
+pub fn blob_bytes(table: &ResourceTable, blob: &Resource<BlobData>) -> wasmtime::Result<Bytes> {
+    Ok(table.get(blob)?.0.clone())
+}
+
+/// The largest message a plugin may hand over, encoded: a 30 MB scan is about 41 MB once
+/// base64-encoded; no mail server takes much more.
+pub const MAX_MESSAGE_BYTES: usize = 100 << 20;
+
+/// Input bytes per base64 line: 57 bytes make 76 characters.
+const LINE_INPUT: usize = 57;
+/// The most bytes in one piece written.
+const PIECE_BYTES: usize = 1 << 20;
+/// Lines encoded per piece: 78 bytes each with the line end, at most [`PIECE_BYTES`].
+const PIECE_LINES: usize = PIECE_BYTES / 78;
+
+/// A message as a plugin handed it to `smtp.send` or `imap.append`: its text, and attachments
+/// still in their raw bytes. Its length is known before anything is written (IMAP announces it
+/// as a literal), and [`MessageText::pieces`] writes it in pieces of about 1 MiB.
+#[derive(Debug, Clone, Default)]
+pub struct MessageText {
+    parts: Vec<Piece>,
+}
+
+#[derive(Debug, Clone)]
+enum Piece {
+    Text(Vec<u8>),
+    Base64(Bytes),
+}
+
+impl MessageText {
+    /// Resolves the plugin's parts against this call's table.
+    pub fn from_parts(table: &ResourceTable, parts: Vec<MessagePart>) -> wasmtime::Result<Self> {
+        let parts = parts
+            .into_iter()
+            .map(|part| {
+                Ok(match part {
+                    MessagePart::Text(text) => Piece::Text(text),
+                    MessagePart::Base64(blob) => Piece::Base64(blob_bytes(table, &blob)?),
+                })
+            })
+            .collect::<wasmtime::Result<_>>()?;
+        Ok(Self { parts })
+    }
+
+    /// A message that is all text.
+    pub fn from_bytes(text: Vec<u8>) -> Self {
+        Self {
+            parts: vec![Piece::Text(text)],
+        }
+    }
+
+    /// The exact number of bytes [`MessageText::pieces`] yields.
+    pub fn len(&self) -> usize {
+        self.parts
+            .iter()
+            .map(|part| match part {
+                Piece::Text(text) => text.len(),
+                Piece::Base64(bytes) => encoded_len(bytes.len()),
+            })
+            .fold(0, usize::saturating_add)
+    }
+
+    /// The size, encoded, against [`MAX_MESSAGE_BYTES`].
+    pub fn check_size(&self) -> Result<(), SendError> {
+        let len = self.len();
+        if len > MAX_MESSAGE_BYTES {
+            return Err(SendError::InvalidMessage(format!(
+                "the message is {} MiB; at most {} MiB can be sent",
+                len >> 20,
+                MAX_MESSAGE_BYTES >> 20
+            )));
+        }
+        Ok(())
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Whether every byte is ASCII (an encoded attachment always is).
+    pub fn is_ascii(&self) -> bool {
+        self.parts.iter().all(|part| match part {
+            Piece::Text(text) => text.is_ascii(),
+            Piece::Base64(_) => true,
+        })
+    }
+
+    /// The message, in order, in pieces of at most 1 MiB; attachments are encoded as they
+    /// are reached, one piece at a time.
+    pub fn pieces(&self) -> impl Iterator<Item = Vec<u8>> + Send + '_ {
+        self.parts
+            .iter()
+            .flat_map(|part| -> Box<dyn Iterator<Item = Vec<u8>> + Send + '_> {
+                match part {
+                    Piece::Text(text) => {
+                        Box::new(text.chunks(PIECE_LINES * 78).map(<[u8]>::to_vec))
+                    }
+                    Piece::Base64(bytes) => {
+                        let total = bytes.len();
+                        Box::new(bytes.chunks(LINE_INPUT * PIECE_LINES).enumerate().map(
+                            move |(i, chunk)| {
+                                let last = (i + 1) * LINE_INPUT * PIECE_LINES >= total;
+                                encode_lines(chunk, last)
+                            },
+                        ))
+                    }
+                }
+            })
+    }
+}
+
+/// The length of `n` bytes in base64 lines of 76 characters joined by CRLF.
+fn encoded_len(n: usize) -> usize {
+    let lines = n.div_ceil(LINE_INPUT);
+    n.div_ceil(3) * 4 + lines.saturating_sub(1) * 2
+}
+
+/// Encodes whole lines (the chunk is a multiple of 57 bytes unless it is the last), with CRLF
+/// after every line but the message's very last.
+fn encode_lines(chunk: &[u8], last: bool) -> Vec<u8> {
+    let mut out =
+        Vec::with_capacity(chunk.len().div_ceil(3) * 4 + chunk.len().div_ceil(LINE_INPUT) * 2);
+    let mut lines = chunk.chunks(LINE_INPUT).peekable();
+    let mut buf = [0u8; 76];
+    while let Some(line) = lines.next() {
+        let n = STANDARD
+            .encode_slice(line, &mut buf)
+            .expect("76 bytes hold the base64 of 57");
+        out.extend_from_slice(&buf[..n]);
+        if !last || lines.peek().is_some() {
+            out.extend_from_slice(b"\r\n");
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The reference: what lettre (through email-encoding) writes for an attachment's body.
+    fn reference(bytes: &[u8]) -> Vec<u8> {
+        let line_chunks: Vec<String> = bytes
+            .chunks(LINE_INPUT)
+            .map(|c| STANDARD.encode(c))
+            .collect();
+        line_chunks.join("\r\n").into_bytes()
+    }
+
+    #[test]
+    fn base64_parts_match_mime_line_rules_at_every_boundary() {
+        let sizes = [
+            0,
+            1,
+            56,
+            57,
+            58,
+            114,
+            LINE_INPUT * PIECE_LINES - 1,
+            LINE_INPUT * PIECE_LINES,
+            LINE_INPUT * PIECE_LINES + 1,
+            2 * LINE_INPUT * PIECE_LINES + 5,
+        ];
+        for size in sizes {
+            let bytes: Vec<u8> = (0..size).map(|i| (i * 7 + i / 251) as u8).collect();
+            let text = MessageText {
+                parts: vec![
+                    Piece::Text(b"head\r\n\r\n".to_vec()),
+                    Piece::Base64(Bytes::from(bytes.clone())),
+                    Piece::Text(b"\r\n--b--\r\n".to_vec()),
+                ],
+            };
+            let written: Vec<u8> = text.pieces().flatten().collect();
+            let mut expected = b"head\r\n\r\n".to_vec();
+            expected.extend(reference(&bytes));
+            expected.extend_from_slice(b"\r\n--b--\r\n");
+            assert_eq!(written, expected, "size {size}");
+            assert_eq!(text.len(), expected.len(), "len for size {size}");
+            assert!(
+                text.pieces().all(|p| p.len() <= 1 << 20),
+                "pieces of size {size}"
+            );
+        }
+    }
+
+    #[test]
+    fn ascii_is_judged_on_the_text_only() {
+        let mut text = MessageText::from_bytes(b"Subject: hi\r\n".to_vec());
+        text.parts
+            .push(Piece::Base64(Bytes::from_static(&[0xff, 0xfe])));
+        assert!(text.is_ascii());
+        text.parts.push(Piece::Text("é".as_bytes().to_vec()));
+        assert!(!text.is_ascii());
+    }
+
+    #[test]
+    fn reads_stop_at_the_end_and_at_16_mib() {
+        let mut state = HostState::new(std::sync::Arc::default(), 64 << 20);
+        let bytes = Bytes::from(vec![7u8; (MAX_READ as usize) + 10]);
+        let handle = state.table.push(BlobData(bytes)).unwrap();
+        let blob = || Resource::<BlobData>::new_borrow(handle.rep());
+        assert_eq!(state.size(blob()).unwrap(), u64::from(MAX_READ) + 10);
+        let mut len = |offset, length| state.read(blob(), offset, length).unwrap().len();
+        assert_eq!(len(0, u32::MAX), MAX_READ as usize);
+        assert_eq!(len(u64::from(MAX_READ), 100), 10);
+        assert_eq!(len(u64::from(MAX_READ) + 10, 100), 0);
+        assert_eq!(len(u64::MAX, 100), 0);
+        HostBlob::drop(&mut state, handle).unwrap();
+        assert!(state.table.is_empty());
+    }
+}
