@@ -67,8 +67,6 @@ pub const MAX_MESSAGE_BYTES: usize = 100 << 20;
 const LINE_INPUT: usize = 57;
 /// The most bytes in one piece written.
 const PIECE_BYTES: usize = 1 << 20;
-/// Lines encoded per piece: 78 bytes each with the line end, at most [`PIECE_BYTES`].
-const PIECE_LINES: usize = PIECE_BYTES / 78;
 
 /// A message as a plugin handed it to `smtp.send` or `imap.append`: its text, and attachments
 /// still in their raw bytes. Its length is known before anything is written (IMAP announces it
@@ -142,27 +140,62 @@ impl MessageText {
         })
     }
 
-    /// The message, in order, in pieces of at most 1 MiB; attachments are encoded as they
-    /// are reached, one piece at a time.
-    pub fn pieces(&self) -> impl Iterator<Item = Vec<u8>> + Send + '_ {
-        self.parts
-            .iter()
-            .flat_map(|part| -> Box<dyn Iterator<Item = Vec<u8>> + Send + '_> {
-                match part {
-                    Piece::Text(text) => {
-                        Box::new(text.chunks(PIECE_LINES * 78).map(<[u8]>::to_vec))
-                    }
-                    Piece::Base64(bytes) => {
-                        let total = bytes.len();
-                        Box::new(bytes.chunks(LINE_INPUT * PIECE_LINES).enumerate().map(
-                            move |(i, chunk)| {
-                                let last = (i + 1) * LINE_INPUT * PIECE_LINES >= total;
-                                encode_lines(chunk, last)
-                            },
-                        ))
-                    }
+    /// The message, in order, in pieces of at most 1 MiB: parts are packed together (a piece per
+    /// part would mean small writes, and on a connection without `TCP_NODELAY` a small write
+    /// waits for the peer's delayed ACK), and attachments are encoded as they are reached.
+    pub fn pieces(&self) -> Pieces<'_> {
+        Pieces {
+            parts: &self.parts,
+            part: 0,
+            at: 0,
+        }
+    }
+}
+
+/// The iterator of [`MessageText::pieces`].
+#[derive(Debug)]
+pub struct Pieces<'a> {
+    parts: &'a [Piece],
+    /// The part being written, and how many of its (raw) bytes are written.
+    part: usize,
+    at: usize,
+}
+
+impl Iterator for Pieces<'_> {
+    type Item = Vec<u8>;
+
+    fn next(&mut self) -> Option<Vec<u8>> {
+        let mut out = Vec::new();
+        while let Some(part) = self.parts.get(self.part) {
+            let room = PIECE_BYTES - out.len();
+            match part {
+                Piece::Text(text) => {
+                    let take = room.min(text.len() - self.at);
+                    out.extend_from_slice(&text[self.at..self.at + take]);
+                    self.at += take;
                 }
-            })
+                Piece::Base64(bytes) => {
+                    // Whole lines only, each at most 78 bytes with its line end.
+                    let take = (room / 78 * LINE_INPUT).min(bytes.len() - self.at);
+                    if take == 0 && self.at < bytes.len() {
+                        break;
+                    }
+                    let last = self.at + take == bytes.len();
+                    out.extend(encode_lines(&bytes[self.at..self.at + take], last));
+                    self.at += take;
+                }
+            }
+            let done = match part {
+                Piece::Text(text) => self.at == text.len(),
+                Piece::Base64(bytes) => self.at == bytes.len(),
+            };
+            if !done {
+                break;
+            }
+            self.part += 1;
+            self.at = 0;
+        }
+        (!out.is_empty()).then_some(out)
     }
 }
 
@@ -203,6 +236,9 @@ mod tests {
             .collect();
         line_chunks.join("\r\n").into_bytes()
     }
+
+    /// Input bytes of the lines that fill one piece.
+    const PIECE_LINES: usize = PIECE_BYTES / 78;
 
     #[test]
     fn base64_parts_match_mime_line_rules_at_every_boundary() {
