@@ -105,8 +105,8 @@ pub(crate) fn base64_lines(bytes: &[u8]) -> Vec<u8> {
 pub fn compose(message: &Message, default_from: &Address) -> Result<Composed, InvalidMessage> {
     // Each attachment's body is first a marker lettre copies as it is; the formatted text is
     // then cut at the markers, and the host writes the bytes there. A marker holds NUL bytes,
-    // which no header (folded by `one_line`) and no encoded text body carries; should one
-    // appear anyway, the attachments are encoded here instead.
+    // which no header (folded by `one_line`) and no encoded text body carries; should the text
+    // hold any other NUL, the attachments are encoded here instead.
     let markers: Vec<Vec<u8>> = (0..message.attachments.len())
         .map(|i| format!("\0scan2x-attachment-{i}\0").into_bytes())
         .collect();
@@ -126,34 +126,31 @@ pub fn compose(message: &Message, default_from: &Address) -> Result<Composed, In
     })
 }
 
-/// The text cut at each marker, in order, each attachment in its place; None unless every
-/// marker occurs exactly once and in order.
+/// The text cut at each marker, in order, each attachment in its place; None unless the text's
+/// NUL bytes are exactly the markers' (two each), in order. One pass over the text finds them:
+/// NUL is otherwise absent from a formatted message.
 fn cut_at_markers(
     text: &[u8],
     markers: &[Vec<u8>],
     attachments: &[Attachment],
 ) -> Option<Vec<Part>> {
-    let mut parts = Vec::new();
-    let mut rest = text;
-    for (marker, attachment) in markers.iter().zip(attachments) {
-        let at = find(rest, marker)?;
-        parts.push(Part::Text(rest[..at].to_vec()));
-        parts.push(Part::Base64(attachment.content.clone()));
-        rest = &rest[at + marker.len()..];
-    }
-    let unique = markers.iter().all(|m| {
-        let first = find(text, m);
-        first.is_some_and(|at| find(&text[at + 1..], m).is_none())
-    });
-    if !unique {
+    let nuls: Vec<usize> = (0..text.len()).filter(|&i| text[i] == 0).collect();
+    if nuls.len() != 2 * markers.len() {
         return None;
     }
-    parts.push(Part::Text(rest.to_vec()));
+    let mut parts = Vec::with_capacity(2 * markers.len() + 1);
+    let mut from = 0;
+    for ((marker, attachment), pair) in markers.iter().zip(attachments).zip(nuls.chunks(2)) {
+        let at = pair[0];
+        if !text[at..].starts_with(marker) || pair[1] != at + marker.len() - 1 {
+            return None;
+        }
+        parts.push(Part::Text(text[from..at].to_vec()));
+        parts.push(Part::Base64(attachment.content.clone()));
+        from = at + marker.len();
+    }
+    parts.push(Part::Text(text[from..].to_vec()));
     Some(parts)
-}
-
-fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
-    haystack.windows(needle.len()).position(|w| w == needle)
 }
 
 /// The envelope and the formatted message, each attachment's body made by `attachment_body`.
