@@ -151,11 +151,62 @@ impl TransportError {
 }
 
 impl Response {
-    /// `Retry-After` in seconds (the form HTTP mail APIs use); an HTTP date gives none.
+    /// `Retry-After` in seconds: given as seconds (the form HTTP mail APIs use), or as an HTTP
+    /// date (RFC 9110 IMF-fixdate), counted from the clock's now; a date past is 0.
     pub fn retry_after(&self) -> Option<u32> {
-        self.header("Retry-After")
-            .and_then(|v| v.trim().parse::<u32>().ok())
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .ok()?
+            .as_secs();
+        self.retry_after_at(now)
     }
+
+    /// [`Response::retry_after`] with `now` in seconds since the Unix epoch.
+    pub fn retry_after_at(&self, now: u64) -> Option<u32> {
+        let value = self.header("Retry-After")?.trim();
+        if let Ok(secs) = value.parse::<u32>() {
+            return Some(secs);
+        }
+        let at = http_date(value)?;
+        Some(u32::try_from(at.saturating_sub(now)).unwrap_or(u32::MAX))
+    }
+}
+
+/// An IMF-fixdate (`Wed, 21 Oct 2015 07:28:00 GMT`) in seconds since the Unix epoch.
+fn http_date(text: &str) -> Option<u64> {
+    const MONTHS: [&str; 12] = [
+        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+    ];
+    let (_weekday, rest) = text.split_once(", ")?;
+    let fields: Vec<&str> = rest.split(' ').collect();
+    let [day, month, year, time, "GMT"] = fields.as_slice() else {
+        return None;
+    };
+    let day: u64 = day.parse().ok().filter(|d| (1..=31).contains(d))?;
+    let month = MONTHS.iter().position(|m| m == month)? as u64 + 1;
+    let year: u64 = year.parse().ok().filter(|y| *y >= 1970)?;
+    let hms: Vec<u64> = time
+        .split(':')
+        .map(|n| n.parse().ok())
+        .collect::<Option<_>>()?;
+    let [h, m, sec] = hms.as_slice() else {
+        return None;
+    };
+    if *h > 23 || *m > 59 || *sec > 60 {
+        return None;
+    }
+    // Days from 1970-01-01 to the date (Howard Hinnant's days_from_civil).
+    let (y, mo) = if month <= 2 {
+        (year - 1, month + 9)
+    } else {
+        (year, month - 3)
+    };
+    let era = y / 400;
+    let yoe = y - era * 400;
+    let doy = (153 * mo + 2) / 5 + day - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = (era * 146_097 + doe).checked_sub(719_468)?;
+    Some(days * 86_400 + h * 3_600 + m * 60 + sec)
 }
 
 /// The host's own capabilities, through the WIT imports: what a plugin uses at run time.
@@ -282,13 +333,34 @@ mod tests {
     }
 
     #[test]
-    fn retry_after_is_read_in_seconds_and_ignored_otherwise() {
+    fn retry_after_is_read_in_seconds_or_as_an_http_date() {
         let with = |v: &str| Response {
             status: 429,
             headers: vec![("retry-after".into(), v.into())],
             body: Vec::new(),
         };
-        assert_eq!(with(" 12 ").retry_after(), Some(12));
-        assert_eq!(with("Wed, 21 Oct 2015 07:28:00 GMT").retry_after(), None);
+        // 2015-10-21 07:28:00 UTC is 1445412480 (`date -u -d @1445412480`).
+        let now = 1_445_412_480 - 90;
+        assert_eq!(with(" 12 ").retry_after_at(now), Some(12));
+        assert_eq!(
+            with("Wed, 21 Oct 2015 07:28:00 GMT").retry_after_at(now),
+            Some(90)
+        );
+        assert_eq!(
+            with("Wed, 21 Oct 2015 07:28:00 GMT").retry_after_at(now + 200),
+            Some(0)
+        );
+        assert_eq!(
+            with("Thu, 29 Feb 2024 00:00:00 GMT").retry_after_at(0),
+            Some(1_709_164_800)
+        );
+        for bad in [
+            "soon",
+            "-5",
+            "Wed, 21 Oct 2015 07:28:00 PST",
+            "Wed, 32 Oct 2015 07:28:00 GMT",
+        ] {
+            assert_eq!(with(bad).retry_after_at(now), None, "{bad}");
+        }
     }
 }
