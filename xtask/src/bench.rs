@@ -200,6 +200,21 @@ fn measure(harness: &Path, binary: &Path, summary: &Path, work: &Path, quick: bo
         tail += &format!("\n> not measured: {note}\n");
     }
     append(summary, &tail)?;
+
+    // 4. The Graph plugin's upload against a raw upload of the same bytes to the same stand-in.
+    if graph.is_some() {
+        bench(&[
+            "graph-upload",
+            "--binary",
+            &binary_arg,
+            "--config",
+            &settings_arg,
+            "--sender",
+            "graph",
+            "--runs",
+            if quick { "1" } else { "3" },
+        ])?;
+    }
     Ok(())
 }
 
