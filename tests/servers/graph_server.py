@@ -764,6 +764,9 @@ class Handler(http.server.BaseHTTPRequestHandler):
                     draft["attachments"].append({"name": session["item"]["name"],
                                                  "contentType": session["item"].get("contentType"),
                                                  "data": bytes(session["data"]), "how": "uploaded"})
+                # The bytes now live in the draft (and in sent/ once sent); a finished session
+                # takes no more ranges (its next expected byte is its size), so they can go.
+                session["data"] = bytearray()
         if finished:
             location = (f"{state.upload_origin}/api/v2.0/Users('{session['user']}')/Messages("
                         f"'{session['mid']}')/Attachments('{b64url(secrets.token_bytes(12))}')")
