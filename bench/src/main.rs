@@ -945,6 +945,7 @@ async fn graph_upload(opts: &Opts) -> Result<String> {
         median(b_puts),
     );
     let ranges = (size_mb * 1_000_000).div_ceil(GRAPH_RANGE_BYTES);
+    let plural = if runs == 1 { "" } else { "s" };
     Ok(format!(
         "\n### 4. Graph: the plugin's upload against a raw upload of the same bytes (the stand-in, HTTPS)\n\n\
          | {size_mb} MB attachment | whole send | MB/s | plugin / raw | the {ranges} PUTs alone | MB/s | plugin / raw |\n\
@@ -952,7 +953,7 @@ async fn graph_upload(opts: &Opts) -> Result<String> {
          | (a) Graph plugin, release binary (one process per send) | {a:.3} s | {:.0} | **{:.2}** | {a_puts:.3} s | {:.0} | **{:.2}** |\n\
          | (a′) Graph plugin in process (`Runtime::send`) | {a2:.3} s | {:.0} | **{:.2}** | — | — | — |\n\
          | (b) raw: reqwest, the same requests | {b:.3} s | {:.0} | — | {b_puts:.3} s | {:.0} | — |\n\n\
-         Median of {runs} rounds after a warm-up round, the three alternating. Every side does the \
+         Median of {runs} round{plural} after a warm-up round, the three sides alternating. Every side does the \
          plugin's exchange for a large attachment on new connections: a token, the draft, \
          `createUploadSession`, {ranges} ranged PUTs of at most {} bytes, `send`. (a) is the \
          whole process (start-up, the precompiled plugin, reading the file); (a′) a fresh runtime \

@@ -212,7 +212,8 @@ fn measure(harness: &Path, binary: &Path, summary: &Path, work: &Path, quick: bo
             "--sender",
             "graph",
             "--runs",
-            if quick { "1" } else { "3" },
+            // A round takes well under a second; its spread on a busy machine needs many.
+            if quick { "3" } else { "15" },
         ])?;
     }
     Ok(())
