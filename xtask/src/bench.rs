@@ -200,6 +200,22 @@ fn measure(harness: &Path, binary: &Path, summary: &Path, work: &Path, quick: bo
         tail += &format!("\n> not measured: {note}\n");
     }
     append(summary, &tail)?;
+
+    // 4. The Graph plugin's upload against a raw upload of the same bytes to the same stand-in.
+    if graph.is_some() {
+        bench(&[
+            "graph-upload",
+            "--binary",
+            &binary_arg,
+            "--config",
+            &settings_arg,
+            "--sender",
+            "graph",
+            "--runs",
+            // A round takes well under a second; its spread on a busy machine needs many.
+            if quick { "3" } else { "15" },
+        ])?;
+    }
     Ok(())
 }
 

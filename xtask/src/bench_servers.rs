@@ -5,7 +5,7 @@
 //! |---|---|---|
 //! | Postfix | throughput, the large SMTP send | smtpd on a plain port and a STARTTLS port, no AUTH, everything delivered to `discard:` (accepted and dropped), so the client's cost shows |
 //! | Dovecot | the large IMAP append | its own config, a passwd-file user, Maildir storage |
-//! | Graph stand-in | the large Graph send | `tests/servers/graph_server.py` |
+//! | Graph stand-in | the large Graph send, and the raw upload of the same bytes it is compared with | `tests/servers/graph_server.py` |
 //!
 //! Postfix needs root (it drops to its own user) and Debian's package (`apt-get install -y
 //! postfix`, "No configuration"). Its traps: it logs only to syslog unless `maillog_file` is
