@@ -18,6 +18,13 @@ const PLUGINS: &[(&str, &str)] = &[
 
 const WASM_TARGET: &str = "wasm32-wasip2";
 
+/// The plugins' stack in linear memory (rustc's wasm32 default is 1 MiB). The host resets every
+/// page of a memory slot in use after each call, and a 1 MiB stack was most of a small call's
+/// pages. Rust keeps most locals in wasm locals, not in this stack: every test passes with
+/// 4 KiB, so 64 KiB leaves a wide margin. A plugin that overran it would trap: the stack comes
+/// first in memory, so an overflow is out of bounds, never a corruption.
+const PLUGIN_STACK_BYTES: usize = 64 << 10;
+
 fn main() {
     let manifest_dir = PathBuf::from(env::var_os("CARGO_MANIFEST_DIR").unwrap());
     let root = manifest_dir.parent().unwrap().to_path_buf();
@@ -58,6 +65,10 @@ fn main() {
     ] {
         cargo.env_remove(var);
     }
+    cargo.env(
+        "CARGO_ENCODED_RUSTFLAGS",
+        format!("-Clink-arg=-zstack-size={PLUGIN_STACK_BYTES}"),
+    );
     // Plugins are embedded in the binary: no debug info, which would multiply their size.
     cargo.env("CARGO_PROFILE_RELEASE_DEBUG", "false");
     cargo.env("CARGO_PROFILE_RELEASE_STRIP", "debuginfo");
