@@ -34,7 +34,7 @@ use scan2x_mail::wit::types::{Attachment, EventKind, Mailbox, Message};
 const USAGE: &str = "\
 usage: scan2x-mail-bench <SUBCOMMAND> [OPTIONS] --out FILE
 
-  throughput --port P [--starttls --ca FILE] [--sends N] [--concurrency N] [--rounds N] [--label TEXT]
+  throughput --port P [--starttls --ca FILE] [--sends N] [--concurrency N] [--rounds N] [--label TEXT] [--only a|c]
   tcp        --port P [--starttls --ca FILE] [--sends N] [--concurrency N] [--rounds N]
   overhead   [--calls N]
   startup    --binary PATH [--runs N]
@@ -443,6 +443,20 @@ async fn throughput(opts: &Opts) -> Result<String> {
     // Warm-up: connections, the plugin's first instance, the server's processes.
     run_plugin(&runtime, &sender, 20, 1, pdf_bytes).await?;
     run_lettre(&sides[0], &raw, 20, 1).await?;
+
+    // One side alone, sequentially, for a profiler (`perf record` of the whole process).
+    if let Some(only) = opts.get("--only") {
+        let elapsed = match only {
+            "a" => run_plugin(&runtime, &sender, sends, 1, pdf_bytes).await?,
+            "c" => run_lettre(&sides[sides.len() - 1], &raw, sends, 1).await?,
+            _ => bail!("--only takes a (the plugin) or c (bare lettre as the host connects)"),
+        };
+        let _ = std::fs::remove_dir_all(&dir);
+        return Ok(format!(
+            "\n{sends} sequential sends, side ({only}) only: {:.3} ms a send\n",
+            elapsed.as_secs_f64() * 1e3 / sends as f64
+        ));
+    }
 
     let mut rows = String::new();
     for tasks in [1, concurrency] {
