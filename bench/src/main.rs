@@ -6,6 +6,7 @@
 //! | subcommand | measures |
 //! |---|---|
 //! | `throughput` | N sends through the SMTP plugin (`Runtime::send`, in process) against the same sends with bare lettre, sequential and concurrent |
+//! | `tcp` | bare lettre only, over connections it opens itself: when `TCP_NODELAY` is set, and whether one rustls `ClientConfig` (TLS 1.3 resumption) is shared (not run by `cargo xtask bench`) |
 //! | `overhead` | a fresh `Store` + instance + `send` with the `smtp` capability stubbed (µs), and 1/10/30 MB attachments through the plugin against composing natively |
 //! | `startup` | `scan2x-mail plugins` with an empty and with a warm precompiled cache |
 //! | `large` | peak RSS and time of the release binary sending a 30 MB scan through a sender |
@@ -21,7 +22,10 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use lettre::address::Envelope as LettreEnvelope;
-use lettre::transport::smtp::client::{Certificate, Tls, TlsParameters};
+use lettre::transport::smtp::client::{
+    AsyncSmtpConnection, Certificate, CertificateStore, Tls, TlsParameters,
+};
+use lettre::transport::smtp::extension::ClientId;
 use lettre::{AsyncSmtpTransport, AsyncTransport, Tokio1Executor};
 
 use scan2x_mail::message::{Attachment, Email};
@@ -32,7 +36,8 @@ use scan2x_mail::wit::types::{EventKind, Mailbox};
 const USAGE: &str = "\
 usage: scan2x-mail-bench <SUBCOMMAND> [OPTIONS] --out FILE
 
-  throughput --port P [--starttls --ca FILE] [--sends N] [--concurrency N] [--rounds N] [--label TEXT]
+  throughput --port P [--starttls --ca FILE] [--sends N] [--concurrency N] [--rounds N] [--label TEXT] [--only a|c]
+  tcp        --port P [--starttls --ca FILE] [--sends N] [--concurrency N] [--rounds N]
   overhead   [--calls N]
   startup    --binary PATH [--runs N]
   large      --binary PATH --config FILE --sender NAME [--label TEXT] [--size-mb N] [--runs N]
@@ -54,6 +59,7 @@ fn main() -> Result<()> {
         .build()?;
     let section = match sub.as_str() {
         "throughput" => rt.block_on(throughput(&opts))?,
+        "tcp" => rt.block_on(tcp(&opts))?,
         "overhead" => rt.block_on(overhead(&opts))?,
         "startup" => startup(&opts)?,
         "large" => large(&opts)?,
@@ -240,29 +246,50 @@ async fn run_plugin(
     Ok(started.elapsed())
 }
 
-/// The same sends with bare lettre: the message composed once, a new connection per send (the
-/// transport is built once, as a lettre program would; lettre's pool feature is off).
+/// One bare-lettre side of the comparison.
+#[derive(Clone)]
+enum Bare {
+    /// (b) One `AsyncSmtpTransport` for every send, as a lettre program would build it (lettre's
+    /// pool feature is off, so still a new connection per send). With STARTTLS its one rustls
+    /// `ClientConfig` resumes TLS 1.3 sessions.
+    Transport(Arc<AsyncSmtpTransport<Tokio1Executor>>),
+    /// (b′) A transport built for every send, so TLS parameters per connection (no resumption).
+    FreshTransport(Arc<FreshTls>),
+    /// (c) lettre's `AsyncSmtpConnection` over a TCP connection opened here ([`ByHand`]).
+    ByHand(Arc<ByHand>),
+}
+
+impl Bare {
+    async fn send(&self, envelope: &LettreEnvelope, raw: &[u8]) -> Result<()> {
+        match self {
+            Bare::Transport(transport) => {
+                transport.send_raw(envelope, raw).await?;
+            }
+            Bare::FreshTransport(fresh) => {
+                fresh.transport()?.send_raw(envelope, raw).await?;
+            }
+            Bare::ByHand(hand) => hand.send(envelope, raw).await?,
+        }
+        Ok(())
+    }
+}
+
+/// The same sends with bare lettre: the message composed once, a new connection per send.
 async fn run_lettre(
-    transport: &Arc<AsyncSmtpTransport<Tokio1Executor>>,
+    bare: &Bare,
     raw: &Arc<Vec<u8>>,
     sends: usize,
     tasks: usize,
-    fresh_tls: Option<&Arc<FreshTls>>,
 ) -> Result<Duration> {
     let envelope = LettreEnvelope::new(Some(FROM.parse()?), vec![TO.parse()?])?;
     let started = Instant::now();
     let mut handles = Vec::new();
     for t in 0..tasks {
-        let (transport, raw, envelope) = (transport.clone(), raw.clone(), envelope.clone());
-        let fresh_tls = fresh_tls.cloned();
+        let (bare, raw, envelope) = (bare.clone(), raw.clone(), envelope.clone());
         let mine = sends / tasks + usize::from(t < sends % tasks);
         handles.push(tokio::spawn(async move {
             for _ in 0..mine {
-                match &fresh_tls {
-                    None => transport.send_raw(&envelope, &raw).await,
-                    Some(fresh) => fresh.transport()?.send_raw(&envelope, &raw).await,
-                }
-                .context("lettre send")?;
+                bare.send(&envelope, &raw).await.context("lettre send")?;
             }
             anyhow::Ok(())
         }));
@@ -273,8 +300,7 @@ async fn run_lettre(
     Ok(started.elapsed())
 }
 
-/// Bare lettre the way the host connects: roots read once, TLS parameters (and so a rustls
-/// `ClientConfig`, without a resumable session) built for every connection.
+/// Roots read once, for TLS parameters built per connection (as the host builds them).
 struct FreshTls {
     port: u16,
     roots: Vec<Certificate>,
@@ -292,18 +318,92 @@ impl FreshTls {
         Ok(FreshTls { port, roots })
     }
 
-    fn transport(&self) -> Result<AsyncSmtpTransport<Tokio1Executor>> {
-        let mut tls = TlsParameters::builder("127.0.0.1".into())
-            .certificate_store(lettre::transport::smtp::client::CertificateStore::None);
+    /// New TLS parameters: a new rustls `ClientConfig`, with an empty session cache.
+    fn parameters(&self) -> Result<TlsParameters> {
+        let mut tls =
+            TlsParameters::builder("127.0.0.1".into()).certificate_store(CertificateStore::None);
         for cert in &self.roots {
             tls = tls.add_root_certificate(cert.clone());
         }
+        Ok(tls.build_rustls()?)
+    }
+
+    fn transport(&self) -> Result<AsyncSmtpTransport<Tokio1Executor>> {
         Ok(
             AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous("127.0.0.1")
                 .port(self.port)
-                .tls(Tls::Required(tls.build_rustls()?))
+                .tls(Tls::Required(self.parameters()?))
                 .build(),
         )
+    }
+}
+
+/// The TLS of a connection opened by hand.
+enum HandTls {
+    None,
+    /// STARTTLS with one `TlsParameters` (one rustls `ClientConfig`) for every connection.
+    Shared(TlsParameters),
+    /// STARTTLS with TLS parameters built for every connection.
+    PerConnection(FreshTls),
+}
+
+/// When a connection opened by hand sets `TCP_NODELAY`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Nodelay {
+    Never,
+    /// Before the server's greeting.
+    FromStart,
+    /// After STARTTLS and the EHLO that follows it (after the first EHLO without TLS): what
+    /// the host does.
+    AfterHandshake,
+}
+
+impl Nodelay {
+    fn describe(self, starttls: bool) -> &'static str {
+        match self {
+            Nodelay::Never => "never",
+            Nodelay::FromStart => "from the first byte",
+            Nodelay::AfterHandshake if starttls => "after STARTTLS + EHLO",
+            Nodelay::AfterHandshake => "after EHLO",
+        }
+    }
+}
+
+/// Bare lettre over a TCP connection it opens itself (`connect_with_transport`), as the host's
+/// `smtp` capability does.
+struct ByHand {
+    port: u16,
+    tls: HandTls,
+    nodelay: Nodelay,
+}
+
+impl ByHand {
+    async fn send(&self, envelope: &LettreEnvelope, raw: &[u8]) -> Result<()> {
+        let stream = tokio::net::TcpStream::connect(("127.0.0.1", self.port))
+            .await?
+            .into_std()?;
+        // A second handle on the socket: lettre owns the stream once it has it.
+        let socket = stream.try_clone()?;
+        socket.set_nodelay(self.nodelay == Nodelay::FromStart)?;
+        let stream = tokio::net::TcpStream::from_std(stream)?;
+        let hello = ClientId::default();
+        let mut conn =
+            AsyncSmtpConnection::connect_with_transport(Box::new(stream), &hello).await?;
+        let tls = match &self.tls {
+            HandTls::None => None,
+            HandTls::Shared(tls) => Some(tls.clone()),
+            HandTls::PerConnection(fresh) => Some(fresh.parameters()?),
+        };
+        if let Some(tls) = tls {
+            conn.starttls(tls, &hello).await?;
+        }
+        if self.nodelay == Nodelay::AfterHandshake {
+            socket.set_nodelay(true)?;
+        }
+        drop(socket);
+        conn.send(envelope, raw).await?;
+        conn.quit().await?;
+        Ok(())
     }
 }
 
@@ -329,80 +429,162 @@ async fn throughput(opts: &Opts) -> Result<String> {
         }
         builder = builder.tls(Tls::Required(tls.build_rustls()?));
     }
-    let transport = Arc::new(builder.build());
-    let fresh = if starttls {
-        Some(Arc::new(FreshTls::new(port, ca)?))
-    } else {
-        None
-    };
+    // (b), (b′) with STARTTLS only, and (c).
+    let mut sides = vec![Bare::Transport(Arc::new(builder.build()))];
+    if starttls {
+        sides.push(Bare::FreshTransport(Arc::new(FreshTls::new(port, ca)?)));
+    }
+    sides.push(Bare::ByHand(Arc::new(ByHand {
+        port,
+        tls: if starttls {
+            HandTls::PerConnection(FreshTls::new(port, ca)?)
+        } else {
+            HandTls::None
+        },
+        nodelay: Nodelay::AfterHandshake,
+    })));
 
     // Warm-up: connections, the plugin's first instance, the server's processes.
     run_plugin(&runtime, &sender, 20, 1, pdf_bytes).await?;
-    run_lettre(&transport, &raw, 20, 1, None).await?;
+    run_lettre(&sides[0], &raw, 20, 1).await?;
+
+    // One side alone, sequentially, for a profiler (`perf record` of the whole process).
+    if let Some(only) = opts.get("--only") {
+        let elapsed = match only {
+            "a" => run_plugin(&runtime, &sender, sends, 1, pdf_bytes).await?,
+            "c" => run_lettre(&sides[sides.len() - 1], &raw, sends, 1).await?,
+            _ => bail!("--only takes a (the plugin) or c (bare lettre as the host connects)"),
+        };
+        let _ = std::fs::remove_dir_all(&dir);
+        return Ok(format!(
+            "\n{sends} sequential sends, side ({only}) only: {:.3} ms a send\n",
+            elapsed.as_secs_f64() * 1e3 / sends as f64
+        ));
+    }
 
     let mut rows = String::new();
     for tasks in [1, concurrency] {
-        let (mut a, mut b, mut b2) = (Vec::new(), Vec::new(), Vec::new());
+        let mut a = Vec::new();
+        let mut b = vec![Vec::new(); sides.len()];
         for _ in 0..rounds {
             a.push(
                 run_plugin(&runtime, &sender, sends, tasks, pdf_bytes)
                     .await?
                     .as_secs_f64(),
             );
-            b.push(
-                run_lettre(&transport, &raw, sends, tasks, None)
-                    .await?
-                    .as_secs_f64(),
-            );
-            if fresh.is_some() {
-                b2.push(
-                    run_lettre(&transport, &raw, sends, tasks, fresh.as_ref())
-                        .await?
-                        .as_secs_f64(),
-                );
+            for (side, times) in sides.iter().zip(&mut b) {
+                times.push(run_lettre(side, &raw, sends, tasks).await?.as_secs_f64());
             }
         }
-        let (a, b) = (median(a), median(b));
+        let a = median(a);
         let mode = if tasks == 1 {
             "sequential".to_string()
         } else {
             format!("{tasks} concurrent")
         };
         rows.push_str(&format!(
-            "| {mode} | {a:.2} s ({:.0}/s) | {b:.2} s ({:.0}/s) | **{:.3}** |",
-            sends as f64 / a,
-            sends as f64 / b,
-            a / b
+            "| {mode} | {a:.2} s ({:.0}/s) |",
+            sends as f64 / a
         ));
-        if fresh.is_some() {
-            let b2 = median(b2);
+        for times in b {
+            let b = median(times);
             rows.push_str(&format!(
-                " {b2:.2} s ({:.0}/s) | **{:.3}** |",
-                sends as f64 / b2,
-                a / b2
+                " {b:.2} s ({:.0}/s) | **{:.3}** |",
+                sends as f64 / b,
+                a / b
             ));
         }
         rows.push('\n');
     }
     let _ = std::fs::remove_dir_all(&dir);
-    let (extra_head, extra_rule, extra_note) = if fresh.is_some() {
+    let (head, rule, note) = if starttls {
         (
-            " (b′) bare lettre, TLS set up per connection | a/b′ |",
-            "---|---|",
-            " (b) shares one rustls `ClientConfig` across connections, so it resumes TLS 1.3 \
-             sessions; (b′) builds the TLS parameters for every connection from roots read once, \
-             as the host does (the README's Performance section says why).",
+            "(b) bare lettre | a/b | (b′) bare lettre, TLS set up per connection | a/b′ | \
+             (c) bare lettre, connected as the host connects | a/c |",
+            "---|---|---|---|---|---|",
+            " (b) is one `AsyncSmtpTransport` and so shares one rustls `ClientConfig` across \
+             connections: it resumes TLS 1.3 sessions, and every resumed handshake waits ≈41 ms \
+             for a delayed ACK (see the `tcp` subcommand); (b′) builds a transport, and so the \
+             TLS parameters, for every send, from roots read once. (c) is what the host does: \
+             `AsyncSmtpConnection` over a TCP connection it opens itself, TLS parameters per \
+             connection, `TCP_NODELAY` set after STARTTLS and its EHLO.",
         )
     } else {
-        ("", "", "")
+        (
+            "(b) bare lettre | a/b | (c) bare lettre, connected as the host connects | a/c |",
+            "---|---|---|---|",
+            " (b) is one `AsyncSmtpTransport`, as a lettre program would build it; (c) is what \
+             the host does: `AsyncSmtpConnection` over a TCP connection it opens itself, \
+             `TCP_NODELAY` set after EHLO.",
+        )
     };
     Ok(format!(
         "\n### 1. Throughput: {sends} sends of a {} KB message ({} KB PDF), {label}{}\n\n\
-         | sends | (a) SMTP plugin, `Runtime::send` | (b) bare lettre | a/b |{extra_head}\n|---|---|---|---|{extra_rule}\n{rows}\n\
-         Median of {rounds} rounds, the two sides alternating; a new connection per send on both sides.{extra_note}\n",
+         | sends | (a) SMTP plugin, `Runtime::send` | {head}\n|---|---|{rule}\n{rows}\n\
+         Median of {rounds} rounds, the sides alternating; a new connection per send on every \
+         side.{note}\n",
         raw.len() / 1024,
         pdf_bytes / 1024,
         if starttls { ", STARTTLS" } else { ", no TLS" },
+    ))
+}
+
+/// Bare lettre over connections opened by hand, for each way of setting `TCP_NODELAY` and, with
+/// STARTTLS, with TLS parameters per connection and shared: what a delayed ACK costs where.
+async fn tcp(opts: &Opts) -> Result<String> {
+    let port: u16 = opts.get("--port").context("--port")?.parse()?;
+    let starttls = opts.flag("--starttls");
+    let ca = opts.get("--ca");
+    let sends = opts.num("--sends", 200)?;
+    let concurrency = opts.num("--concurrency", 1)?;
+    let rounds = opts.num("--rounds", 3)?;
+    let raw = Arc::new(compose_natively(&message(0, 28 * 1024))?);
+    let nodelays = [Nodelay::Never, Nodelay::FromStart, Nodelay::AfterHandshake];
+    let mut sides = Vec::new();
+    for nodelay in nodelays {
+        if starttls {
+            let fresh = FreshTls::new(port, ca)?;
+            let shared = HandTls::Shared(fresh.parameters()?);
+            for (tls, what) in [
+                (HandTls::PerConnection(fresh), "per connection"),
+                (shared, "shared (TLS 1.3 resumption)"),
+            ] {
+                sides.push((what, nodelay, ByHand { port, tls, nodelay }));
+            }
+        } else {
+            let tls = HandTls::None;
+            sides.push(("none", nodelay, ByHand { port, tls, nodelay }));
+        }
+    }
+    let sides: Vec<_> = sides
+        .into_iter()
+        .map(|(what, nodelay, hand)| (what, nodelay, Bare::ByHand(Arc::new(hand))))
+        .collect();
+    for (_, _, side) in &sides {
+        run_lettre(side, &raw, 20, 1).await?;
+    }
+    let mut times = vec![Vec::new(); sides.len()];
+    for _ in 0..rounds {
+        for ((_, _, side), times) in sides.iter().zip(&mut times) {
+            let elapsed = run_lettre(side, &raw, sends, concurrency).await?;
+            times.push(elapsed.as_secs_f64() * 1e3 / sends as f64);
+        }
+    }
+    let mut rows = String::new();
+    for ((what, nodelay, _), times) in sides.iter().zip(times) {
+        rows.push_str(&format!(
+            "| {what} | {} | {:.2} ms |\n",
+            nodelay.describe(starttls),
+            median(times)
+        ));
+    }
+    Ok(format!(
+        "\n### TCP_NODELAY and TLS sharing: {sends} sends of a {} KB message, bare lettre, {}\n\n\
+         | TLS parameters | `TCP_NODELAY` | wall time per send |\n|---|---|---|\n{rows}\n\
+         Median of {rounds} rounds, the variants alternating; {concurrency} send(s) at a time; \
+         `AsyncSmtpConnection` over a TCP connection opened by the harness.\n",
+        raw.len() / 1024,
+        if starttls { "STARTTLS" } else { "no TLS" },
     ))
 }
 

@@ -221,9 +221,21 @@ async fn step<T>(
     limit: Duration,
     work: impl Future<Output = Result<T, SmtpError>>,
 ) -> Result<T, SendError> {
+    within(stage, endpoint, limit, async {
+        work.await.map_err(|e| map_error(stage, endpoint, &e))
+    })
+    .await
+}
+
+/// `work`, or a `temporary` error naming the step when it takes longer than `limit`.
+async fn within<T>(
+    stage: Stage,
+    endpoint: &Endpoint,
+    limit: Duration,
+    work: impl Future<Output = Result<T, SendError>>,
+) -> Result<T, SendError> {
     match tokio::time::timeout(limit, work).await {
-        Ok(Ok(value)) => Ok(value),
-        Ok(Err(e)) => Err(map_error(stage, endpoint, &e)),
+        Ok(result) => result,
         Err(_) => Err(temporary(format!(
             "timed out after {} s {} {}:{}",
             limit.as_secs(),
@@ -234,14 +246,52 @@ async fn step<T>(
     }
 }
 
+/// A TCP connection to the endpoint, trying each address it resolves to in turn (as lettre's
+/// `connect_tokio1` does), and a second handle on the same socket, so that [`connect`] can set
+/// `TCP_NODELAY` after lettre has taken the stream.
+async fn open_tcp(
+    endpoint: &Endpoint,
+) -> std::io::Result<(tokio::net::TcpStream, std::net::TcpStream)> {
+    let mut last = None;
+    for address in tokio::net::lookup_host((endpoint.host.as_str(), endpoint.port)).await? {
+        match tokio::net::TcpStream::connect(address).await {
+            Ok(stream) => {
+                let stream = stream.into_std()?;
+                let handle = stream.try_clone()?;
+                return Ok((tokio::net::TcpStream::from_std(stream)?, handle));
+            }
+            Err(e) => last = Some(e),
+        }
+    }
+    Err(last.unwrap_or_else(|| std::io::Error::other("could not resolve to any supported address")))
+}
+
+/// A failed TCP connect, worded and classified as lettre's connection errors are.
+fn connect_error(endpoint: &Endpoint, e: &std::io::Error) -> SendError {
+    let facts = ErrorFacts {
+        timeout: e.kind() == std::io::ErrorKind::TimedOut,
+        text: format!("Connection error: {e}"),
+        ..ErrorFacts::default()
+    };
+    classify(
+        Stage::Connect,
+        &format!("{}:{}", endpoint.host, endpoint.port),
+        &facts,
+    )
+}
+
 /// A sender's trusted roots for SMTP, read once: the system's store (rustls-native-certs reads
 /// and parses every certificate in it, which lettre's `build_rustls` would do on every
 /// connection) and the sender's `ca_file`.
 ///
-/// Only the roots are kept, not a whole rustls `ClientConfig`: with a shared config (which
-/// resumes TLS 1.3 sessions) a send to Postfix took 25 ms instead of about 3 ms in `cargo xtask
-/// bench`, for bare lettre too — most likely a delayed-ACK wait, as lettre sets no
-/// `TCP_NODELAY`; not yet confirmed with a packet trace.
+/// Only the roots are kept, not a whole rustls `ClientConfig`: a shared config resumes TLS 1.3
+/// sessions, and against Postfix (one ticket per full handshake, none on resumption, so every
+/// other connection resumes) each resumed handshake waited ≈41 ms, for bare lettre too. A
+/// packet trace shows why: the client's Finished and its EHLO are two small writes, Nagle holds
+/// the EHLO until the Finished is acknowledged, and Postfix, having nothing to answer to a
+/// resumed Finished, acknowledges it only when its delayed-ACK timer fires. `TCP_NODELAY`
+/// during the handshake does not help: it moves the wait to the full handshakes (see
+/// [`connect`]).
 #[derive(Default)]
 pub struct TlsCache(std::sync::OnceLock<Result<Vec<Certificate>, String>>);
 
@@ -296,23 +346,39 @@ async fn connect(
 ) -> Result<AsyncSmtpConnection, SendError> {
     let at = format!("{}:{}", endpoint.host, endpoint.port);
     let hello = ClientId::default();
-    let implicit = match endpoint.tls {
-        TlsMode::ImplicitTls => Some(tls_parameters(ctx, endpoint)?),
-        _ => None,
+    // The socket of a connection opened here (all but implicit TLS), for `TCP_NODELAY`.
+    let mut nodelay = None;
+    let mut conn = if endpoint.tls == TlsMode::ImplicitTls {
+        // lettre's own connect: a stream handed to `connect_with_transport` counts as
+        // plaintext (`is_encrypted` is false) even when it is a TLS stream.
+        let tls = tls_parameters(ctx, endpoint)?;
+        step(
+            Stage::Connect,
+            endpoint,
+            CONNECT_TIMEOUT,
+            AsyncSmtpConnection::connect_tokio1(
+                (endpoint.host.as_str(), endpoint.port),
+                Some(CONNECT_TIMEOUT),
+                &hello,
+                Some(tls),
+                None,
+            ),
+        )
+        .await?
+    } else {
+        let (conn, socket) = within(Stage::Connect, endpoint, CONNECT_TIMEOUT, async {
+            let (stream, socket) = open_tcp(endpoint)
+                .await
+                .map_err(|e| connect_error(endpoint, &e))?;
+            let conn = AsyncSmtpConnection::connect_with_transport(Box::new(stream), &hello)
+                .await
+                .map_err(|e| map_error(Stage::Connect, endpoint, &e))?;
+            Ok((conn, socket))
+        })
+        .await?;
+        nodelay = Some(socket);
+        conn
     };
-    let mut conn = step(
-        Stage::Connect,
-        endpoint,
-        CONNECT_TIMEOUT,
-        AsyncSmtpConnection::connect_tokio1(
-            (endpoint.host.as_str(), endpoint.port),
-            Some(CONNECT_TIMEOUT),
-            &hello,
-            implicit,
-            None,
-        ),
-    )
-    .await?;
     if endpoint.tls == TlsMode::Starttls {
         if !conn.can_starttls() {
             conn.abort().await;
@@ -333,6 +399,19 @@ async fn connect(
             conn.abort().await;
             return Err(e);
         }
+    }
+    // TCP_NODELAY from here on, not from the first byte. Nagle's algorithm holds a small write
+    // while an earlier one is unacknowledged, and a server acknowledges a segment it does not
+    // answer only when its delayed-ACK timer fires (40 ms on Linux): packet traces against
+    // Postfix showed DATA's final "." now and then waiting ≈41 ms for the message body's ACK.
+    // But during the TLS handshake Nagle helps: with TCP_NODELAY the client's Finished and the
+    // EHLO after it leave together, Postfix writes its session ticket and its EHLO reply
+    // separately, and its own Nagle then holds the reply until this side's delayed ACK
+    // (≈42 ms on every send).
+    if let Some(socket) = nodelay
+        && let Err(e) = socket.set_nodelay(true)
+    {
+        tracing::debug!("smtp: TCP_NODELAY could not be set: {e}");
     }
     if let Some((username, password)) = login {
         if !conn.is_encrypted() {
