@@ -70,7 +70,7 @@ const PIECE_BYTES: usize = 1 << 20;
 
 /// A message as a plugin handed it to `smtp.send` or `imap.append`: its text, and attachments
 /// still in their raw bytes. Its length is known before anything is written (IMAP announces it
-/// as a literal), and [`MessageText::pieces`] writes it in pieces of about 1 MiB.
+/// as a literal), and [`MessageText::pieces`] writes it in pieces of at most 1 MiB.
 #[derive(Debug, Clone, Default)]
 pub struct MessageText {
     parts: Vec<Piece>,
@@ -269,11 +269,29 @@ mod tests {
             expected.extend_from_slice(b"\r\n--b--\r\n");
             assert_eq!(written, expected, "size {size}");
             assert_eq!(text.len(), expected.len(), "len for size {size}");
+            let pieces: Vec<usize> = text.pieces().map(|p| p.len()).collect();
             assert!(
-                text.pieces().all(|p| p.len() <= 1 << 20),
-                "pieces of size {size}"
+                pieces.iter().all(|&p| p <= 1 << 20),
+                "size {size}: {pieces:?}"
             );
+            // Packed: every piece but the last is full to within a line.
+            let short = pieces.iter().filter(|&&p| p + 78 < 1 << 20).count();
+            assert!(short <= 1, "size {size}: {pieces:?}");
         }
+    }
+
+    #[test]
+    fn a_small_message_is_one_write_whatever_its_parts() {
+        let mut parts = Vec::new();
+        for i in 0..5u8 {
+            parts.push(Piece::Text(format!("--b\r\npart {i}\r\n\r\n").into_bytes()));
+            parts.push(Piece::Base64(Bytes::from(vec![i; 1000])));
+        }
+        parts.push(Piece::Text(b"\r\n--b--\r\n".to_vec()));
+        let text = MessageText { parts };
+        let pieces: Vec<Vec<u8>> = text.pieces().collect();
+        assert_eq!(pieces.len(), 1);
+        assert_eq!(pieces[0].len(), text.len());
     }
 
     #[test]

@@ -557,7 +557,7 @@ async fn transfer(
         });
     }
     step(Stage::Data, endpoint, COMMAND_TIMEOUT, conn.command(Data)).await?;
-    // In pieces of about 1 MiB, attachments encoded as they are reached: lettre copies what it
+    // In pieces of at most 1 MiB, attachments encoded as they are reached: lettre copies what it
     // is given to dot-stuff it, and a piece at a time keeps that copy small, where the whole
     // message would be a second copy (≈41 MB for a 30 MB scan).
     let pieces = conn.message_iter(message.pieces());
