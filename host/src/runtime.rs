@@ -157,7 +157,25 @@ impl Runtime {
         let mut config = Config::new();
         config.epoch_interruption(true);
         config.allocation_strategy(pooling());
-        let engine = Engine::new(&config)?;
+        let engine = match Engine::new(&config) {
+            Ok(engine) => engine,
+            Err(e) => {
+                // The pool reserves address space for every slot up front (no memory, but
+                // terabytes of it), which a process limited in address space (`ulimit -v`)
+                // can't have. Then each call maps just the memory it uses, bounds-checked.
+                tracing::info!(
+                    "the plugin memory pool could not be reserved ({e:#}); each plugin call \
+                     maps its own memory instead, which is slower"
+                );
+                let mut config = Config::new();
+                config
+                    .epoch_interruption(true)
+                    .memory_reservation(0)
+                    .memory_guard_size(0)
+                    .memory_reservation_for_growth(1 << 20);
+                Engine::new(&config)?
+            }
+        };
         start_epoch_ticker(&engine);
         let mut linker = Linker::<HostState>::new(&engine);
         add_wasi_to_linker(&mut linker)?;

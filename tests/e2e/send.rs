@@ -274,6 +274,23 @@ fn message_sent_over_starttls_arrives_intact() {
     );
 }
 
+/// A host that limits address space (`ulimit -v`) can't give the engine its memory pool, which
+/// reserves terabytes of it up front; the engine then maps each call's memory on its own.
+#[test]
+fn a_send_works_when_the_address_space_is_limited() {
+    let test = "a_send_works_when_the_address_space_is_limited";
+    let Some(server) = SmtpServer::start_or_skip(test, server_options()) else {
+        return;
+    };
+    // 4 GiB: far below the pool's reservation, above what one process needs.
+    let mail = scan2x(SmtpSender::new(server.starttls_port()).ca_file(&server.ca_file()))
+        .address_space_kib(4 << 20);
+    let sent = full_message(&mail);
+    let run = mail.run(&sent.args);
+    run.assert_code(0);
+    assert_arrived_intact(&sent, &run.json(), &server.only_received());
+}
+
 #[test]
 fn message_sent_over_implicit_tls_arrives_intact() {
     let test = "message_sent_over_implicit_tls_arrives_intact";

@@ -38,6 +38,8 @@ pub struct Scan2xMail {
     dir: TempDir,
     env: Vec<(String, String)>,
     secrets: Vec<String>,
+    /// `ulimit -v` for every run, in KiB.
+    address_space_kib: Option<u64>,
 }
 
 /// What one run of the binary did.
@@ -61,6 +63,7 @@ impl Scan2xMail {
             dir,
             env: Vec::new(),
             secrets: Vec::new(),
+            address_space_kib: None,
         }
     }
 
@@ -81,6 +84,12 @@ impl Scan2xMail {
         let path = self.dir().join(name);
         fs::write(&path, contents).unwrap();
         path
+    }
+
+    /// Run the binary with its address space limited (`ulimit -v`, in KiB), as some hosts do.
+    pub fn address_space_kib(mut self, kib: u64) -> Self {
+        self.address_space_kib = Some(kib);
+        self
     }
 
     /// Set an environment variable for every run.
@@ -116,7 +125,16 @@ impl Scan2xMail {
             .into_iter()
             .map(|a| a.as_ref().to_os_string())
             .collect();
-        let mut command = Command::new(BINARY);
+        let mut command = match self.address_space_kib {
+            None => Command::new(BINARY),
+            Some(kib) => {
+                let mut sh = Command::new("sh");
+                sh.args(["-c", "ulimit -v \"$0\" && exec \"$@\""])
+                    .arg(kib.to_string())
+                    .arg(BINARY);
+                sh
+            }
+        };
         command
             .arg("--config")
             .arg(self.settings_path())
