@@ -206,17 +206,15 @@ fn encoded_len(n: usize) -> usize {
 }
 
 /// Encodes whole lines (the chunk is a multiple of 57 bytes unless it is the last), with CRLF
-/// after every line but the message's very last.
+/// after every line but the message's very last. The chunk is encoded in one call and then cut
+/// into lines: encoding line by line would keep the base64 engine on its slow path for short
+/// inputs.
 fn encode_lines(chunk: &[u8], last: bool) -> Vec<u8> {
-    let mut out =
-        Vec::with_capacity(chunk.len().div_ceil(3) * 4 + chunk.len().div_ceil(LINE_INPUT) * 2);
-    let mut lines = chunk.chunks(LINE_INPUT).peekable();
-    let mut buf = [0u8; 76];
+    let encoded = STANDARD.encode(chunk);
+    let mut out = Vec::with_capacity(encoded.len() + encoded.len().div_ceil(76) * 2);
+    let mut lines = encoded.as_bytes().chunks(76).peekable();
     while let Some(line) = lines.next() {
-        let n = STANDARD
-            .encode_slice(line, &mut buf)
-            .expect("76 bytes hold the base64 of 57");
-        out.extend_from_slice(&buf[..n]);
+        out.extend_from_slice(line);
         if !last || lines.peek().is_some() {
             out.extend_from_slice(b"\r\n");
         }
