@@ -206,17 +206,25 @@ fn encoded_len(n: usize) -> usize {
 }
 
 /// Encodes whole lines (the chunk is a multiple of 57 bytes unless it is the last), with CRLF
-/// after every line but the message's very last. The chunk is encoded in one call and then cut
-/// into lines: encoding line by line would keep the base64 engine on its slow path for short
-/// inputs.
+/// after every line but the message's very last. Lines are encoded 64 at a time and then cut:
+/// encoding each 57-byte line alone keeps the base64 engine on its slow path for short inputs.
 fn encode_lines(chunk: &[u8], last: bool) -> Vec<u8> {
-    let encoded = STANDARD.encode(chunk);
-    let mut out = Vec::with_capacity(encoded.len() + encoded.len().div_ceil(76) * 2);
-    let mut lines = encoded.as_bytes().chunks(76).peekable();
-    while let Some(line) = lines.next() {
-        out.extend_from_slice(line);
-        if !last || lines.peek().is_some() {
-            out.extend_from_slice(b"\r\n");
+    const BLOCK_LINES: usize = 64;
+    let mut out =
+        Vec::with_capacity(chunk.len().div_ceil(3) * 4 + chunk.len().div_ceil(LINE_INPUT) * 2);
+    let mut buf = [0u8; BLOCK_LINES * 76];
+    let mut blocks = chunk.chunks(BLOCK_LINES * LINE_INPUT).peekable();
+    while let Some(block) = blocks.next() {
+        let n = STANDARD
+            .encode_slice(block, &mut buf)
+            .expect("the buffer holds the base64 of a block");
+        let final_block = last && blocks.peek().is_none();
+        let mut lines = buf[..n].chunks(76).peekable();
+        while let Some(line) = lines.next() {
+            out.extend_from_slice(line);
+            if !final_block || lines.peek().is_some() {
+                out.extend_from_slice(b"\r\n");
+            }
         }
     }
     out
