@@ -19,6 +19,31 @@ use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
 use crate::gate::Gate;
+use crate::wit::types::{SendError, TemporaryFailure};
+
+/// A `temporary` failure without a server-given wait.
+pub(crate) fn temporary(reason: String) -> SendError {
+    SendError::Temporary(TemporaryFailure {
+        reason,
+        retry_after_secs: None,
+    })
+}
+
+/// An error's text with its causes, each cause once, e.g. "Connection error: Connection refused
+/// (os error 111)".
+pub(crate) fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(cause) = source {
+        let line = cause.to_string();
+        if !text.contains(&line) {
+            text.push_str(": ");
+            text.push_str(&line);
+        }
+        source = cause.source();
+    }
+    text
+}
 
 /// Everything about a sender that its capability calls need, built once when the sender loads.
 #[derive(Debug, Default)]

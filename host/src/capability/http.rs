@@ -28,7 +28,7 @@ use reqwest::{Client, Url};
 
 use super::blobs::blob_bytes;
 use super::secrets::secret_value;
-use super::{HostState, SenderContext};
+use super::{HostState, SenderContext, error_chain};
 use crate::wit::http::{Body, Host, HttpError, Method, Request, Response, TextPart};
 
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
@@ -298,7 +298,7 @@ fn build_client(ca_pem: Option<&[u8]>) -> Result<Client, String> {
         .pool_idle_timeout(Duration::from_secs(60))
         .user_agent(concat!("scan2x-mail/", env!("CARGO_PKG_VERSION")))
         .build()
-        .map_err(|e| format!("cannot set up the HTTP client: {}", describe(&e)))
+        .map_err(|e| format!("cannot set up the HTTP client: {}", error_chain(&e)))
 }
 
 fn tls_config(ca_pem: Option<&[u8]>) -> Result<rustls::ClientConfig, String> {
@@ -307,28 +307,13 @@ fn tls_config(ca_pem: Option<&[u8]>) -> Result<rustls::ClientConfig, String> {
     Ok(config)
 }
 
-/// The error's text with its causes, without the URL (which reqwest would include whole).
-fn describe(e: &(dyn std::error::Error + 'static)) -> String {
-    let mut text = e.to_string();
-    let mut source = e.source();
-    while let Some(cause) = source {
-        let line = cause.to_string();
-        if !text.contains(&line) {
-            text.push_str(": ");
-            text.push_str(&line);
-        }
-        source = cause.source();
-    }
-    text
-}
-
 /// What a failed request means for the plugin.
 fn map_error(e: reqwest::Error, url: &Url) -> HttpError {
     let at = shown(url);
     let timeout = e.is_timeout();
     let builder = e.is_builder();
     let e = e.without_url();
-    let what = describe(&e);
+    let what = error_chain(&e);
     if timeout {
         HttpError::Timeout(format!("{at}: {what}"))
     } else if builder {

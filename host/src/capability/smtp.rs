@@ -14,7 +14,6 @@
 //! Certificates are always verified: the system's roots (which honour `SSL_CERT_FILE`) plus the
 //! sender's `ca_file`. This module never logs or formats a password.
 
-use std::error::Error as _;
 use std::future::Future;
 use std::time::Duration;
 
@@ -30,12 +29,10 @@ use lettre::transport::smtp::response::Response;
 
 use super::blobs::MessageText;
 use super::secrets::secret_value;
-use super::{HostState, SenderContext};
+use super::{HostState, SenderContext, error_chain, temporary};
 use crate::secret::Secret;
 use crate::wit::smtp::{Envelope, Host, SendReport};
-use crate::wit::types::{
-    Credentials, Endpoint, MessagePart, RefusedRecipient, SendError, TemporaryFailure, TlsMode,
-};
+use crate::wit::types::{Credentials, Endpoint, MessagePart, RefusedRecipient, SendError, TlsMode};
 
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
 const COMMAND_TIMEOUT: Duration = Duration::from_secs(60);
@@ -129,28 +126,6 @@ impl Stage {
     }
 }
 
-fn temporary(reason: String) -> SendError {
-    SendError::Temporary(TemporaryFailure {
-        reason,
-        retry_after_secs: None,
-    })
-}
-
-/// The error's text with its causes, e.g. "Connection error: Connection refused (os error 111)".
-fn describe(e: &SmtpError) -> String {
-    let mut text = e.to_string();
-    let mut source = e.source();
-    while let Some(cause) = source {
-        let line = cause.to_string();
-        if !text.contains(&line) {
-            text.push_str(": ");
-            text.push_str(&line);
-        }
-        source = cause.source();
-    }
-    text
-}
-
 /// What an lettre error says, as plain data (lettre's errors can't be built outside lettre,
 /// so the decision below is made on this and tested on it).
 #[derive(Debug, Clone, Default)]
@@ -170,7 +145,7 @@ impl ErrorFacts {
             tls: e.is_tls(),
             client: e.is_client(),
             code: e.status().and_then(|c| c.to_string().parse().ok()),
-            text: describe(e),
+            text: error_chain(e),
         }
     }
 }
@@ -532,7 +507,7 @@ async fn transfer(
                 any_temporary |= e.is_transient();
                 refused.push(RefusedRecipient {
                     address: text.clone(),
-                    reason: describe(&e),
+                    reason: error_chain(&e),
                 });
             }
             Ok(Err(e)) => return Err(map_error(Stage::Mail, endpoint, &e)),
