@@ -38,10 +38,10 @@ use wasmtime::component::Resource;
 
 use super::blobs::MessageText;
 use super::secrets::secret_value;
-use super::{HostState, SenderContext};
+use super::{HostState, SenderContext, temporary};
 use crate::secret::Secret;
 use crate::wit::imap::{AppendError, AppendReport, Folder, Host, HostSession};
-use crate::wit::types::{Credentials, Endpoint, MessagePart, SendError, TemporaryFailure, TlsMode};
+use crate::wit::types::{Credentials, Endpoint, MessagePart, SendError, TlsMode};
 use secret_fill::SecretFill;
 
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
@@ -167,13 +167,6 @@ impl HostSession for HostState {
         self.table.delete(session)?;
         Ok(())
     }
-}
-
-fn temporary(reason: String) -> SendError {
-    SendError::Temporary(TemporaryFailure {
-        reason,
-        retry_after_secs: None,
-    })
 }
 
 /// The protocol step a reply answers; it decides how a refusal is read.
@@ -398,32 +391,35 @@ where
         let Some(response) = conn.read_response().await? else {
             return Err(std::io::ErrorKind::UnexpectedEof.into());
         };
-        match response.parsed() {
-            Response::Done {
-                tag: done,
-                status,
-                outcome,
-            } if done.0 == tag => {
-                let done = verdict(
-                    status,
-                    outcome.code.as_ref(),
-                    outcome.information.as_deref(),
-                );
-                return Ok(Reply { untagged, done });
-            }
-            Response::Data {
-                status: Status::Bye,
-                outcome,
-            } => {
-                let done = Err(Refusal::of(
-                    &Status::Bye,
-                    outcome.code.as_ref(),
-                    outcome.information.as_deref(),
-                ));
-                return Ok(Reply { untagged, done });
-            }
-            other => untagged.take(other),
+        let parsed = response.parsed();
+        match ending(parsed, tag) {
+            Some(done) => return Ok(Reply { untagged, done }),
+            None => untagged.take(parsed),
         }
+    }
+}
+
+/// The verdict, when `response` ends the command tagged `tag`: its tagged reply, or a BYE.
+fn ending(response: &Response<'_>, tag: &str) -> Option<Result<Option<u32>, Refusal>> {
+    match response {
+        Response::Done {
+            tag: done,
+            status,
+            outcome,
+        } if done.0 == tag => Some(verdict(
+            status,
+            outcome.code.as_ref(),
+            outcome.information.as_deref(),
+        )),
+        Response::Data {
+            status: Status::Bye,
+            outcome,
+        } => Some(Err(Refusal::of(
+            &Status::Bye,
+            outcome.code.as_ref(),
+            outcome.information.as_deref(),
+        ))),
+        _ => None,
     }
 }
 
@@ -819,24 +815,15 @@ impl ImapSession {
                 let Some(response) = session.read_response().await? else {
                     return Err(std::io::ErrorKind::UnexpectedEof.into());
                 };
-                match response.parsed() {
-                    Response::Continue(_) => break,
-                    Response::Done {
-                        tag: done,
-                        status,
-                        outcome,
-                    } if done.0 == tag => {
-                        let done = verdict(
-                            status,
-                            outcome.code.as_ref(),
-                            outcome.information.as_deref(),
-                        );
-                        return Ok(Reply {
-                            untagged: Untagged::default(),
-                            done,
-                        });
-                    }
-                    _ => {}
+                let parsed = response.parsed();
+                if let Response::Continue(_) = parsed {
+                    break;
+                }
+                if let Some(done) = ending(parsed, &tag) {
+                    return Ok(Reply {
+                        untagged: Untagged::default(),
+                        done,
+                    });
                 }
             }
             let stream = session.get_mut();
