@@ -97,13 +97,6 @@ impl MessageText {
         Ok(Self { parts })
     }
 
-    /// A message that is all text.
-    pub fn from_bytes(text: Vec<u8>) -> Self {
-        Self {
-            parts: vec![Piece::Text(text)],
-        }
-    }
-
     /// The exact number of bytes [`MessageText::pieces`] yields.
     pub fn len(&self) -> usize {
         self.parts
@@ -168,28 +161,23 @@ impl Iterator for Pieces<'_> {
         let mut out = Vec::new();
         while let Some(part) = self.parts.get(self.part) {
             let room = PIECE_BYTES - out.len();
-            match part {
+            let len = match part {
                 Piece::Text(text) => {
                     let take = room.min(text.len() - self.at);
                     out.extend_from_slice(&text[self.at..self.at + take]);
                     self.at += take;
+                    text.len()
                 }
                 Piece::Base64(bytes) => {
                     // Whole lines only, each at most 78 bytes with its line end.
                     let take = (room / 78 * LINE_INPUT).min(bytes.len() - self.at);
-                    if take == 0 && self.at < bytes.len() {
-                        break;
-                    }
                     let last = self.at + take == bytes.len();
                     out.extend(encode_lines(&bytes[self.at..self.at + take], last));
                     self.at += take;
+                    bytes.len()
                 }
-            }
-            let done = match part {
-                Piece::Text(text) => self.at == text.len(),
-                Piece::Base64(bytes) => self.at == bytes.len(),
             };
-            if !done {
+            if self.at < len {
                 break;
             }
             self.part += 1;
@@ -302,7 +290,9 @@ mod tests {
 
     #[test]
     fn ascii_is_judged_on_the_text_only() {
-        let mut text = MessageText::from_bytes(b"Subject: hi\r\n".to_vec());
+        let mut text = MessageText {
+            parts: vec![Piece::Text(b"Subject: hi\r\n".to_vec())],
+        };
         text.parts
             .push(Piece::Base64(Bytes::from_static(&[0xff, 0xfe])));
         assert!(text.is_ascii());
