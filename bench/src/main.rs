@@ -745,27 +745,8 @@ fn large(opts: &Opts) -> Result<String> {
     let cache = dir.join("cache");
     let (mut times, mut peaks) = (Vec::new(), Vec::new());
     for i in 0..=runs {
-        let started = Instant::now();
-        let out = Command::new(binary)
-            .args(["-vv", "--config", config, "--cache-dir"])
-            .arg(&cache)
-            .args([
-                "send",
-                "--sender",
-                sender,
-                "--to",
-                TO,
-                "--subject",
-                "A large scan",
-            ])
-            .arg("--attach")
-            .arg(&scan)
-            .output()?;
-        let elapsed = started.elapsed().as_secs_f64();
-        let stderr = String::from_utf8_lossy(&out.stderr);
-        if !out.status.success() {
-            bail!("{label}: send failed: {stderr}");
-        }
+        let (elapsed, stderr) =
+            send_scan(binary, config, sender, &cache, &scan).with_context(|| label.to_string())?;
         let peak: f64 = stderr
             .lines()
             .find_map(|l| l.split("peak resident memory: ").nth(1))
@@ -995,15 +976,14 @@ async fn raw_graph_send(t: &GraphTarget, scan: &Path, n: usize) -> Result<(f64, 
     Ok((started.elapsed().as_secs_f64(), puts))
 }
 
-/// The Graph plugin through the release binary, as `large` runs it: the whole time and the sum
-/// of the PUTs' times the host logs at `-vv`.
-fn binary_graph_send(
+/// One `-vv send` of `scan` through the release binary: the whole process's time and its log.
+fn send_scan(
     binary: &str,
     config: &str,
     sender: &str,
     cache: &Path,
     scan: &Path,
-) -> Result<(f64, f64)> {
+) -> Result<(f64, String)> {
     let started = Instant::now();
     let out = Command::new(binary)
         .args(["-vv", "--config", config, "--cache-dir"])
@@ -1021,10 +1001,23 @@ fn binary_graph_send(
         .arg(scan)
         .output()?;
     let elapsed = started.elapsed().as_secs_f64();
-    let stderr = String::from_utf8_lossy(&out.stderr);
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
     if !out.status.success() {
-        bail!("graph send failed: {stderr}");
+        bail!("send failed: {stderr}");
     }
+    Ok((elapsed, stderr))
+}
+
+/// The Graph plugin through the release binary, as `large` runs it: the whole time and the sum
+/// of the PUTs' times the host logs at `-vv`.
+fn binary_graph_send(
+    binary: &str,
+    config: &str,
+    sender: &str,
+    cache: &Path,
+    scan: &Path,
+) -> Result<(f64, f64)> {
+    let (elapsed, stderr) = send_scan(binary, config, sender, cache, scan).context("graph")?;
     // "PUT https://… -> 200 (N bytes in M ms)"
     let mut puts = 0.0;
     let mut count = 0;
