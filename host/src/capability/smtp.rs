@@ -5,14 +5,22 @@
 //!
 //! | step | rule |
 //! |---|---|
-//! | connect | the gate first; then TCP with a time limit |
-//! | TLS | `implicit-tls`: from the first byte; `starttls`: required, no plaintext fallback |
-//! | AUTH | PLAIN or LOGIN, and only over an encrypted connection |
+//! | connect | the gate first; then TCP with a time limit ([`open_tcp`], the one place that resolves and connects) |
+//! | TLS | run by the host ([`tls`]): `implicit-tls` from the first byte; `starttls` required, no plaintext fallback, nothing accepted between its `220` and the handshake |
+//! | replies | read through a byte cap ([`reader`]) on the decrypted stream, before any buffer: 4 KiB a line, 64 KiB a reply |
+//! | AUTH | PLAIN or LOGIN, and only once the host itself has TLS up |
 //! | RCPT | each recipient on its own: refusals are reported per recipient |
-//! | replies | 4xx → `temporary`, 5xx → `rejected` (`auth-failed` for AUTH and 530) |
+//! | replies | 4xx → `temporary`, 5xx → `rejected` (`auth-failed` for AUTH and 530); over the cap → `temporary` |
 //!
-//! Certificates are always verified: the system's roots (which honour `SSL_CERT_FILE`) plus the
-//! sender's `ca_file`. This module never logs or formats a password.
+//! lettre's client does the SMTP dialogue on a stream the host hands it (`connect_with_transport`),
+//! so every byte either way passes [`reader::Guarded`]. Certificates are always verified: the
+//! system's roots (which honour `SSL_CERT_FILE`) plus the sender's `ca_file`. This module never
+//! logs or formats a password.
+
+mod reader;
+mod tls;
+
+pub use self::tls::TlsCache;
 
 use std::future::Future;
 use std::time::Duration;
@@ -20,9 +28,7 @@ use std::time::Duration;
 use lettre::Address;
 use lettre::transport::smtp::Error as SmtpError;
 use lettre::transport::smtp::authentication::{Credentials as SmtpCredentials, Mechanism};
-use lettre::transport::smtp::client::{
-    AsyncSmtpConnection, Certificate, CertificateStore, TlsParameters,
-};
+use lettre::transport::smtp::client::AsyncSmtpConnection;
 use lettre::transport::smtp::commands::{Data, Mail, Rcpt};
 use lettre::transport::smtp::extension::{ClientId, Extension, MailBodyParameter, MailParameter};
 use lettre::transport::smtp::response::Response;
@@ -151,11 +157,19 @@ impl ErrorFacts {
 }
 
 fn map_error(stage: Stage, endpoint: &Endpoint, e: &SmtpError) -> SendError {
-    classify(
-        stage,
-        &format!("{}:{}", endpoint.host, endpoint.port),
-        &ErrorFacts::of(e),
-    )
+    let at = format!("{}:{}", endpoint.host, endpoint.port);
+    if let Some(too_long) = reader::ReplyTooLong::find(e) {
+        return overrun(stage, &at, too_long);
+    }
+    classify(stage, &at, &ErrorFacts::of(e))
+}
+
+/// A reply over the cap: `temporary`, not `rejected`. It says nothing about the message (no
+/// server refused it), and the bytes may have come from something on the path before TLS, not
+/// from the server; a retry on a clean path can succeed, and a server that always does it fails
+/// every retry without harm.
+fn overrun(stage: Stage, at: &str, too_long: reader::ReplyTooLong) -> SendError {
+    temporary(format!("failed {} {at}: {too_long}", stage.doing()))
 }
 
 /// The `send-error` for a failed step: what should happen next.
@@ -255,62 +269,22 @@ fn connect_error(endpoint: &Endpoint, e: &std::io::Error) -> SendError {
     )
 }
 
-/// A sender's trusted roots for SMTP, read once: the system's store (rustls-native-certs reads
-/// and parses every certificate in it, which lettre's `build_rustls` would do on every
-/// connection) and the sender's `ca_file`.
-///
-/// Only the roots are kept, not a whole rustls `ClientConfig`: a shared config resumes TLS 1.3
-/// sessions, and against Postfix (one ticket per full handshake, none on resumption, so every
-/// other connection resumes) each resumed handshake waited ≈41 ms, for bare lettre too. A
-/// packet trace shows why: the client's Finished and its EHLO are two small writes, Nagle holds
-/// the EHLO until the Finished is acknowledged, and Postfix, having nothing to answer to a
-/// resumed Finished, acknowledges it only when its delayed-ACK timer fires. `TCP_NODELAY`
-/// during the handshake does not help: it moves the wait to the full handshakes (see
-/// [`connect`]).
-#[derive(Default)]
-pub struct TlsCache(std::sync::OnceLock<Result<Vec<Certificate>, String>>);
-
-impl std::fmt::Debug for TlsCache {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("TlsCache")
-    }
+/// An SMTP connection, and whether the host itself secured it with TLS (lettre's
+/// `is_encrypted` can't know: it is handed a stream it did not secure).
+struct Connection {
+    conn: AsyncSmtpConnection,
+    encrypted: bool,
 }
 
-fn load_roots(ca_pem: Option<&[u8]>) -> Result<Vec<Certificate>, String> {
-    let mut roots = Vec::new();
-    for der in super::tls::system_roots() {
-        // As `add_parsable_certificates` would: a system certificate that doesn't parse is
-        // skipped, not a failure of every connection.
-        if rustls::RootCertStore::empty().add(der.clone()).is_ok()
-            && let Ok(cert) = Certificate::from_der(der.to_vec())
-        {
-            roots.push(cert);
-        }
-    }
-    if let Some(pem) = ca_pem {
-        let cert = Certificate::from_pem(pem)
-            .map_err(|e| format!("ca_file is not a PEM certificate: {e}"))?;
-        roots.push(cert);
-    }
-    Ok(roots)
-}
-
-/// TLS parameters for one connection to `endpoint.host`, from the sender's roots.
-fn tls_parameters(ctx: &SenderContext, endpoint: &Endpoint) -> Result<TlsParameters, SendError> {
-    let roots = ctx
-        .smtp_tls
-        .0
-        .get_or_init(|| load_roots(ctx.ca_pem.as_deref()))
-        .as_ref()
-        .map_err(|e| SendError::InvalidSettings(e.clone()))?;
-    let mut builder =
-        TlsParameters::builder(endpoint.host.clone()).certificate_store(CertificateStore::None);
-    for cert in roots {
-        builder = builder.add_root_certificate(cert.clone());
-    }
-    builder
-        .build_rustls()
-        .map_err(|e| SendError::InvalidSettings(format!("TLS set-up failed: {e}")))
+/// A connection after its first steps: lettre's client on it, or, for STARTTLS, the TCP stream
+/// whose server agreed to TLS. Each with the socket handle for `TCP_NODELAY`.
+enum Opened {
+    Ready(AsyncSmtpConnection, Option<std::net::TcpStream>),
+    Starttls(
+        tokio::net::TcpStream,
+        std::net::SocketAddr,
+        std::net::TcpStream,
+    ),
 }
 
 /// Connects, secures and authenticates as the endpoint and credentials say.
@@ -318,63 +292,53 @@ async fn connect(
     ctx: &SenderContext,
     endpoint: &Endpoint,
     login: Option<&(String, Secret)>,
-) -> Result<AsyncSmtpConnection, SendError> {
+) -> Result<Connection, SendError> {
     let at = format!("{}:{}", endpoint.host, endpoint.port);
     let hello = ClientId::default();
-    // The socket of a connection opened here (all but implicit TLS), for `TCP_NODELAY`.
-    let mut nodelay = None;
-    let mut conn = if endpoint.tls == TlsMode::ImplicitTls {
-        // lettre's own connect: a stream handed to `connect_with_transport` counts as
-        // plaintext (`is_encrypted` is false) even when it is a TLS stream.
-        let tls = tls_parameters(ctx, endpoint)?;
-        step(
-            Stage::Connect,
-            endpoint,
-            CONNECT_TIMEOUT,
-            AsyncSmtpConnection::connect_tokio1(
-                (endpoint.host.as_str(), endpoint.port),
-                Some(CONNECT_TIMEOUT),
-                &hello,
-                Some(tls),
-                None,
-            ),
-        )
-        .await?
-    } else {
-        let (conn, socket) = within(Stage::Connect, endpoint, CONNECT_TIMEOUT, async {
-            let (stream, socket) = open_tcp(endpoint)
-                .await
-                .map_err(|e| connect_error(endpoint, &e))?;
-            let conn = AsyncSmtpConnection::connect_with_transport(Box::new(stream), &hello)
-                .await
-                .map_err(|e| map_error(Stage::Connect, endpoint, &e))?;
-            Ok((conn, socket))
+    let lettre_error = |e: SmtpError| map_error(Stage::Connect, endpoint, &e);
+    // TCP (and TLS from the first byte, or the clear part of STARTTLS) within the connect
+    // limit; the STARTTLS handshake and the EHLO inside TLS within a command's, as before.
+    let opened = within(Stage::Connect, endpoint, CONNECT_TIMEOUT, async {
+        let (tcp, socket) = open_tcp(endpoint)
+            .await
+            .map_err(|e| connect_error(endpoint, &e))?;
+        let peer = tcp.peer_addr().map_err(|e| connect_error(endpoint, &e))?;
+        Ok(match endpoint.tls {
+            TlsMode::ImplicitTls => {
+                let tls = tls::handshake(ctx, endpoint, &at, tcp).await?;
+                let stream = reader::Guarded::new(tls, peer);
+                let conn = AsyncSmtpConnection::connect_with_transport(Box::new(stream), &hello)
+                    .await
+                    .map_err(lettre_error)?;
+                // No TCP_NODELAY here, as when lettre opened these connections itself.
+                Opened::Ready(conn, None)
+            }
+            TlsMode::Plaintext => {
+                let stream = reader::Guarded::new(tcp, peer);
+                let conn = AsyncSmtpConnection::connect_with_transport(Box::new(stream), &hello)
+                    .await
+                    .map_err(lettre_error)?;
+                Opened::Ready(conn, Some(socket))
+            }
+            TlsMode::Starttls => {
+                Opened::Starttls(tls::starttls(tcp, peer, &at, &hello).await?, peer, socket)
+            }
         })
-        .await?;
-        nodelay = Some(socket);
-        conn
+    })
+    .await?;
+    let (mut conn, socket) = match opened {
+        Opened::Ready(conn, socket) => (conn, socket),
+        Opened::Starttls(tcp, peer, socket) => {
+            let secured = within(Stage::Tls, endpoint, COMMAND_TIMEOUT, async {
+                let tls = tls::handshake(ctx, endpoint, &at, tcp).await?;
+                tls::lettre_after_starttls(tls, peer, &hello)
+                    .await
+                    .map_err(lettre_error)
+            });
+            (secured.await?, Some(socket))
+        }
     };
-    if endpoint.tls == TlsMode::Starttls {
-        if !conn.can_starttls() {
-            conn.abort().await;
-            return Err(SendError::InvalidSettings(format!(
-                "{at} does not offer STARTTLS, which enable_ssl requires on this port; nothing was \
-                 sent. Use port 465 for TLS from the first byte, or have the server offer STARTTLS"
-            )));
-        }
-        let tls = tls_parameters(ctx, endpoint)?;
-        if let Err(e) = step(
-            Stage::Tls,
-            endpoint,
-            COMMAND_TIMEOUT,
-            conn.starttls(tls, &hello),
-        )
-        .await
-        {
-            conn.abort().await;
-            return Err(e);
-        }
-    }
+    let encrypted = endpoint.tls != TlsMode::Plaintext;
     // TCP_NODELAY from here on, not from the first byte. Nagle's algorithm holds a small write
     // while an earlier one is unacknowledged, and a server acknowledges a segment it does not
     // answer only when its delayed-ACK timer fires (40 ms on Linux): packet traces against
@@ -383,13 +347,13 @@ async fn connect(
     // EHLO after it leave together, Postfix writes its session ticket and its EHLO reply
     // separately, and its own Nagle then holds the reply until this side's delayed ACK
     // (≈42 ms on every send).
-    if let Some(socket) = nodelay
+    if let Some(socket) = socket
         && let Err(e) = socket.set_nodelay(true)
     {
         tracing::debug!("smtp: TCP_NODELAY could not be set: {e}");
     }
     if let Some((username, password)) = login {
-        if !conn.is_encrypted() {
+        if !encrypted {
             conn.abort().await;
             return Err(SendError::InvalidSettings(
                 "credentials are never sent over plaintext: turn on enable_ssl, or remove username and password"
@@ -403,7 +367,7 @@ async fn connect(
             return Err(e);
         }
     }
-    Ok(conn)
+    Ok(Connection { conn, encrypted })
 }
 
 fn reply_text(response: &Response) -> String {
@@ -416,9 +380,12 @@ async fn verify(
     endpoint: &Endpoint,
     login: Option<&(String, Secret)>,
 ) -> Result<String, SendError> {
-    let mut conn = connect(ctx, endpoint, login).await?;
+    let Connection {
+        mut conn,
+        encrypted,
+    } = connect(ctx, endpoint, login).await?;
     let server = conn.server_info().name().to_string();
-    let tls = if conn.is_encrypted() { "TLS" } else { "no TLS" };
+    let tls = if encrypted { "TLS" } else { "no TLS" };
     let auth = if login.is_some() {
         "login accepted"
     } else {
@@ -454,7 +421,7 @@ async fn send(
             "the envelope has no recipients".into(),
         ));
     }
-    let mut conn = connect(ctx, endpoint, login).await?;
+    let mut conn = connect(ctx, endpoint, login).await?.conn;
     let result = transfer(&mut conn, endpoint, from, &recipients, message).await;
     match &result {
         Ok(_) => {
