@@ -7,6 +7,12 @@
 //!
 //! So a 30 MB scan exists once in the host and never as a whole inside the plugin, nor as a
 //! whole encoded message anywhere.
+//!
+//! Every line end of the message text is CRLF once it is a [`MessageText`], whoever composed
+//! it: a bare LF or a bare CR becomes CRLF. SMTP's dot-stuffing escapes a `.` only after CRLF,
+//! so a plugin's `\n.\n` would otherwise reach the wire as is, and a server that takes a bare
+//! LF as a line end would see the message end there and the rest as new commands (SMTP
+//! smuggling). IMAP APPEND requires CRLF too.
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
@@ -83,7 +89,8 @@ enum Piece {
 }
 
 impl MessageText {
-    /// Resolves the plugin's parts against this call's table.
+    /// Resolves the plugin's parts against this call's table, every text part with CRLF line
+    /// ends.
     pub fn from_parts(table: &ResourceTable, parts: Vec<MessagePart>) -> wasmtime::Result<Self> {
         let parts = parts
             .into_iter()
@@ -94,7 +101,28 @@ impl MessageText {
                 })
             })
             .collect::<wasmtime::Result<_>>()?;
-        Ok(Self { parts })
+        Ok(Self::with_crlf(parts))
+    }
+
+    /// `parts` with every text line end CRLF. A text part that ends with a CR and a text part
+    /// right after it that starts with a LF make one CRLF, as they would in one part.
+    fn with_crlf(parts: Vec<Piece>) -> Self {
+        let mut after_cr = false;
+        let parts = parts
+            .into_iter()
+            .map(|part| match part {
+                Piece::Text(text) => {
+                    let (text, ends_with_cr) = crlf(text, after_cr);
+                    after_cr = ends_with_cr;
+                    Piece::Text(text)
+                }
+                Piece::Base64(bytes) => {
+                    after_cr = false;
+                    Piece::Base64(bytes)
+                }
+            })
+            .collect();
+        Self { parts }
     }
 
     /// The exact number of bytes [`MessageText::pieces`] yields.
@@ -185,6 +213,43 @@ impl Iterator for Pieces<'_> {
         }
         (!out.is_empty()).then_some(out)
     }
+}
+
+/// `text` with every line end CRLF (a bare LF or a bare CR becomes CRLF), and whether it ends
+/// with a CR. `after_cr`: the text before ended with a CR, already made CRLF here, so a LF first
+/// in this one is that CRLF's second half and is dropped. Text that is already CRLF is handed
+/// back as is, without a copy; other text is copied once.
+fn crlf(text: Vec<u8>, after_cr: bool) -> (Vec<u8>, bool) {
+    if text.is_empty() {
+        return (text, after_cr);
+    }
+    let ends_with_cr = text.last() == Some(&b'\r');
+    let skip = usize::from(after_cr && text[0] == b'\n');
+    if skip == 0 && is_crlf(&text) {
+        return (text, ends_with_cr);
+    }
+    let mut out = Vec::with_capacity(text.len() + text.len() / 16 + 2);
+    let mut rest = &text[skip..];
+    while let Some(at) = rest.iter().position(|&b| b == b'\r' || b == b'\n') {
+        out.extend_from_slice(&rest[..at]);
+        out.extend_from_slice(b"\r\n");
+        let crlf_pair = rest[at] == b'\r' && rest.get(at + 1) == Some(&b'\n');
+        rest = &rest[at + 1 + usize::from(crlf_pair)..];
+    }
+    out.extend_from_slice(rest);
+    (out, ends_with_cr)
+}
+
+/// Whether every CR in `text` is followed by a LF and every LF follows a CR.
+fn is_crlf(text: &[u8]) -> bool {
+    let mut rest = text;
+    while let Some(at) = rest.iter().position(|&b| b == b'\r' || b == b'\n') {
+        if rest[at] == b'\n' || rest.get(at + 1) != Some(&b'\n') {
+            return false;
+        }
+        rest = &rest[at + 2..];
+    }
+    true
 }
 
 /// The length of `n` bytes in base64 lines of 76 characters joined by CRLF.
@@ -298,6 +363,71 @@ mod tests {
         assert!(text.is_ascii());
         text.parts.push(Piece::Text("é".as_bytes().to_vec()));
         assert!(!text.is_ascii());
+    }
+
+    fn written(parts: Vec<Piece>) -> Vec<u8> {
+        MessageText::with_crlf(parts).pieces().flatten().collect()
+    }
+
+    fn text(t: &[u8]) -> Piece {
+        Piece::Text(t.to_vec())
+    }
+
+    #[test]
+    fn bare_line_ends_become_crlf_so_no_dot_line_hides_behind_them() {
+        let cases: [(&[u8], &[u8]); 8] = [
+            (b"a\n.\nb", b"a\r\n.\r\nb"),
+            (b"a\r.\rb", b"a\r\n.\r\nb"),
+            (b"a\r\n.\r\nb", b"a\r\n.\r\nb"),
+            (b"\n\n", b"\r\n\r\n"),
+            (b"\r\r\n\n", b"\r\n\r\n\r\n"),
+            (b"\n\r", b"\r\n\r\n"),
+            (b"no line end", b"no line end"),
+            (b"", b""),
+        ];
+        for (input, expected) in cases {
+            assert_eq!(
+                written(vec![text(input)]),
+                expected,
+                "{:?}",
+                String::from_utf8_lossy(input)
+            );
+        }
+    }
+
+    #[test]
+    fn a_cr_ending_one_text_part_and_a_lf_starting_the_next_are_one_crlf() {
+        assert_eq!(written(vec![text(b"a\r"), text(b"\nb")]), b"a\r\nb");
+        assert_eq!(written(vec![text(b"a\r"), text(b"\n\nb")]), b"a\r\n\r\nb");
+        // Across an empty part too.
+        assert_eq!(
+            written(vec![text(b"a\r"), text(b""), text(b"\nb")]),
+            b"a\r\nb"
+        );
+        // A CR then a LF-led part after an attachment are two line ends: the attachment's
+        // last line has no line end, so the LF is bare.
+        let parts = vec![
+            text(b"a\r"),
+            Piece::Base64(Bytes::from_static(b"xyz")),
+            text(b"\nb\r"),
+        ];
+        assert_eq!(written(parts), b"a\r\neHl6\r\nb\r\n");
+    }
+
+    #[test]
+    fn the_length_is_that_of_the_normalised_text() {
+        let message = MessageText::with_crlf(vec![text(b"a\nb\r"), text(b"\nc\n")]);
+        assert_eq!(message.len(), b"a\r\nb\r\nc\r\n".len());
+        assert_eq!(message.pieces().flatten().count(), message.len());
+    }
+
+    #[test]
+    fn crlf_text_is_kept_without_a_copy() {
+        let original = b"Subject: hi\r\n\r\n.line\r\n".repeat(1000);
+        let address = original.as_ptr();
+        let (kept, ends_with_cr) = crlf(original, false);
+        assert_eq!(kept.as_ptr(), address);
+        assert!(!ends_with_cr);
     }
 
     #[test]
