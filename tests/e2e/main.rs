@@ -12,6 +12,7 @@
 //! | [`cache`] | precompiled plugins: compiled once, then loaded |
 //! | [`secrets`] | passwords from a file or the environment never reach any output |
 //! | [`sandbox`] | hostile plugins: denied destinations, limits, crashes, floods, WASI, integrity |
+//! | [`hostile_servers`] | hostile SMTP servers: endless replies cut at a fixed cap, STARTTLS injection refused before a login, a plugin's bare-LF dot line stuffed |
 //! | [`vendor`] | a vendor's plugin as a file (the SendGrid example) used by the same binary; a built-in replaced by a file |
 //! | [`routing`] | which sender carries each email (preferred, job options, events), failover, `route` |
 //!
@@ -23,6 +24,7 @@ mod support;
 
 mod cache;
 mod graph;
+mod hostile_servers;
 mod imap;
 mod plugins;
 mod routing;

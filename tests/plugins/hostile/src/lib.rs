@@ -12,6 +12,7 @@
 //! | `huge-message` | to hand the host a 101 MiB message |
 //! | `huge-receipt` | to hand back a 2 MiB receipt |
 //! | `environment` | to read environment variables and arguments (it reports how many it saw) |
+//! | `bare-lf-dot` | to end DATA early with a bare-LF `.` line (and a bare CR), smuggling a second message after it |
 
 // The canonical-ABI glue wit-bindgen generates is unsafe by nature; only this module has it.
 #[allow(unsafe_code)]
@@ -169,6 +170,21 @@ impl Guest for Hostile {
                     .map(|r| receipt(r.reply))
             }
             "huge-receipt" => Ok(receipt("x".repeat(2 << 20))),
+            "bare-lf-dot" => {
+                let endpoint = Endpoint {
+                    host,
+                    port,
+                    tls: TlsMode::Plaintext,
+                };
+                let envelope = smtp::Envelope {
+                    mail_from: "a@example.test".into(),
+                    rcpt_to: vec!["b@example.test".into()],
+                };
+                let raw = b"Subject: smuggle\r\n\r\nbefore\n.\nMAIL FROM:<smuggled@example.test>\r\n\
+                    RCPT TO:<victim@example.test>\r\nDATA\r\nsmuggled\r\n.\r\nafter\rbare cr\r\n";
+                smtp::send(&endpoint, None, &envelope, &[MessagePart::Text(raw.to_vec())])
+                    .map(|r| receipt(r.reply))
+            }
             "environment" => Ok(receipt(format!(
                 "{} environment variables, {} arguments",
                 std::env::vars().count(),

@@ -1,0 +1,181 @@
+#!/usr/bin/env python3
+"""A hostile SMTP server for the end-to-end tests: each mode is one way a server (or something
+on the path before TLS) misbehaves on purpose. Python standard library only.
+
+| mode | what it does |
+|---|---|
+| endless-greeting | a greeting line that never ends: "220 " and then bytes without LF, up to --limit or until the client closes |
+| long-multiline | a normal greeting, then to EHLO endless "250-" continuation lines, up to --limit |
+| starttls-inject | offers STARTTLS; answers it with "220 Ready\\r\\n250 fake\\r\\n" in one write, then does TLS and accepts everything |
+| reflect | a plaintext server that accepts mail and records the raw DATA bytes; it takes a bare LF "." line as the end of DATA, as servers open to SMTP smuggling do |
+
+It listens on 127.0.0.1 only, on a free port it prints as "READY <port>". It writes into --dir:
+`commands.log` (one JSON line per command line heard: conn, tls, line; AUTH data as sent),
+`sent.log` (the bytes each endless reply wrote before the client closed) and, in reflect mode,
+`data-N.bin` (each DATA's raw bytes, up to and including the line that ended it).
+"""
+
+import argparse
+import json
+import os
+import socket
+import ssl
+import sys
+import threading
+
+CHUNK = 64 * 1024
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--mode", required=True,
+                        choices=["endless-greeting", "long-multiline", "starttls-inject", "reflect"])
+    parser.add_argument("--dir", required=True)
+    parser.add_argument("--cert")
+    parser.add_argument("--key")
+    parser.add_argument("--limit", type=int, default=2 << 30, help="bytes an endless reply may write")
+    args = parser.parse_args()
+
+    listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(8)
+    server = Server(args)
+    print(f"READY {listener.getsockname()[1]}", flush=True)
+    while True:
+        conn, _ = listener.accept()
+        server.conns += 1
+        threading.Thread(target=server.serve, args=(conn, server.conns), daemon=True).start()
+
+
+class Server:
+    def __init__(self, args):
+        self.args = args
+        self.conns = 0
+        self.lock = threading.Lock()
+        self.messages = 0
+
+    def log(self, name, record):
+        with self.lock, open(os.path.join(self.args.dir, name), "a") as f:
+            f.write(json.dumps(record) + "\n")
+
+    def serve(self, sock, conn):
+        try:
+            Session(self, sock, conn).run()
+        except (OSError, ssl.SSLError) as e:
+            self.log("errors.log", {"conn": conn, "error": repr(e)})
+        finally:
+            try:
+                sock.close()
+            except OSError:
+                pass
+
+
+class Session:
+    def __init__(self, server, sock, conn):
+        self.server = server
+        self.sock = sock
+        self.conn = conn
+        self.tls = False
+        self.buf = b""
+
+    def send(self, data):
+        self.sock.sendall(data)
+
+    def endless(self, head, filler):
+        """Write `head`, then `filler` over and over, up to the limit or until the client closes."""
+        sent = 0
+        try:
+            self.send(head)
+            sent = len(head)
+            block = filler * max(1, CHUNK // len(filler))
+            while sent < self.server.args.limit:
+                self.send(block)
+                sent += len(block)
+        except OSError:
+            pass
+        self.server.log("sent.log", {"conn": self.conn, "bytes": sent})
+
+    def line(self):
+        while b"\n" not in self.buf:
+            data = self.sock.recv(CHUNK)
+            if not data:
+                return None
+            self.buf += data
+        line, self.buf = self.buf.split(b"\n", 1)
+        text = line.rstrip(b"\r").decode("utf-8", "replace")
+        self.server.log("commands.log", {"conn": self.conn, "tls": self.tls, "line": text})
+        return text
+
+    def run(self):
+        mode = self.server.args.mode
+        if mode == "endless-greeting":
+            self.endless(b"220 ", b"x")
+            return
+        self.send(b"220 hostile.test ESMTP\r\n")
+        while True:
+            line = self.line()
+            if line is None:
+                return
+            verb = line.split(" ", 1)[0].upper()
+            if verb == "EHLO":
+                if mode == "long-multiline":
+                    self.endless(b"250-hostile.test\r\n", b"250-PIPELINING-AND-THEN-SOME\r\n")
+                    return
+                self.ehlo()
+            elif verb == "STARTTLS" and mode == "starttls-inject" and not self.tls:
+                self.send(b"220 Ready\r\n250 fake\r\n")
+                self.starttls()
+            elif verb == "AUTH":
+                if len(line.split(" ")) < 3:
+                    self.send(b"334 \r\n")
+                    self.line()
+                self.send(b"235 2.7.0 Authentication successful\r\n")
+            elif verb == "DATA":
+                self.send(b"354 End data with <CR><LF>.<CR><LF>\r\n")
+                self.data()
+            elif verb == "QUIT":
+                self.send(b"221 Bye\r\n")
+                return
+            else:
+                self.send(b"250 OK\r\n")
+
+    def ehlo(self):
+        lines = ["hostile.test", "8BITMIME", "SMTPUTF8"]
+        if self.server.args.mode == "starttls-inject":
+            lines += ["AUTH PLAIN LOGIN"] if self.tls else ["STARTTLS"]
+        reply = "".join(f"250-{l}\r\n" for l in lines[:-1]) + f"250 {lines[-1]}\r\n"
+        self.send(reply.encode())
+
+    def starttls(self):
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        context.load_cert_chain(self.server.args.cert, self.server.args.key)
+        self.sock = context.wrap_socket(self.sock, server_side=True)
+        self.tls = True
+        self.buf = b""
+
+    def data(self):
+        """Raw bytes up to a line "." ended by CRLF or by a bare LF (as a lenient server would)."""
+        data = b""
+        while True:
+            found = [(at, end) for end in (b"\r\n.\r\n", b"\n.\n", b"\n.\r\n", b"\r\n.\n")
+                     if (at := data.find(end)) >= 0]
+            if found:
+                at, end = min(found)
+                whole, self.buf = data[: at + len(end)], data[at + len(end):]
+                with self.server.lock:
+                    self.server.messages += 1
+                    n = self.server.messages
+                with open(os.path.join(self.server.args.dir, f"data-{n}.bin"), "wb") as f:
+                    f.write(whole)
+                self.send(f"250 2.0.0 Ok: queued as {n}\r\n".encode())
+                return
+            chunk = self.buf or self.sock.recv(CHUNK)
+            self.buf = b""
+            if not chunk:
+                return
+            data += chunk
+
+
+if __name__ == "__main__":
+    sys.exit(main())
