@@ -6,6 +6,7 @@ pub mod blobs;
 pub mod http;
 pub mod imap;
 pub mod log;
+pub mod resolve;
 pub mod secrets;
 pub mod smtp;
 pub mod state;
@@ -51,6 +52,9 @@ pub struct SenderContext {
     /// The sender's name in the settings file (`[senders.NAME]`).
     pub name: String,
     pub gate: Gate,
+    /// `allow_loopback_names`: a name the sender connects to may resolve to this machine's own
+    /// (loopback, link-local, unspecified) addresses; see [`resolve`].
+    pub allow_loopback_names: bool,
     /// Extra CA certificates (PEM) to trust besides the system's, from `ca_file`.
     pub ca_pem: Option<Vec<u8>>,
     pub state: Arc<state::StateStore>,

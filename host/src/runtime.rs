@@ -400,6 +400,7 @@ impl Runtime {
             context: Arc::new(SenderContext {
                 name: settings.name.clone(),
                 gate: Gate::new(settings.name.clone(), grants),
+                allow_loopback_names: settings.allow_loopback_names,
                 ca_pem,
                 state: self.state.clone(),
                 ..SenderContext::default()

@@ -52,6 +52,10 @@ pub const HOST_KEYS: &[(&str, &str)] = &[
         "the destinations this sender may reach, replacing what its plugin asks for: [\"smtp://mx.example.com:587\", \"https://*.example.com\"]",
     ),
     (
+        "allow_loopback_names",
+        "let host names this sender connects to resolve to this machine's own addresses (loopback, link-local such as 169.254.169.254, 0.0.0.0); off by default: such an answer is denied (an IP address written as the host is always allowed)",
+    ),
+    (
         "memory_limit_mb",
         "the memory a call of this sender's plugin may use (default 512)",
     ),
@@ -159,6 +163,8 @@ pub struct SenderSettings {
     pub preferred: bool,
     pub allow_job_source: bool,
     pub allow_job_recipients: bool,
+    /// `allow_loopback_names`: a name may resolve to this machine's own addresses.
+    pub allow_loopback_names: bool,
     /// The PEM file named by `ca_file`, made absolute.
     pub ca_file: Option<PathBuf>,
     /// The pinned sha256 of the plugin file, lowercase hex.
@@ -349,7 +355,7 @@ impl Parser<'_> {
         let errors_before = self.errors.len();
         let mut plugin = None;
         let mut plugin_line = line;
-        let mut flags = [false; 3];
+        let mut flags = [false; 4];
         let mut ca_file = None;
         let mut sha256 = None;
         let mut allow_hosts = None;
@@ -380,11 +386,15 @@ impl Parser<'_> {
                         "must be a built-in plugin id (\"smtp\") or the path of a .wasm file",
                     ),
                 },
-                "preferred" | "allow_job_source" | "allow_job_recipients" => {
+                "preferred"
+                | "allow_job_source"
+                | "allow_job_recipients"
+                | "allow_loopback_names" => {
                     let slot = match key_name {
                         "preferred" => 0,
                         "allow_job_source" => 1,
-                        _ => 2,
+                        "allow_job_recipients" => 2,
+                        _ => 3,
                     };
                     match raw {
                         RawValue::Boolean(b) => flags[slot] = b,
@@ -471,6 +481,7 @@ impl Parser<'_> {
             preferred: flags[0],
             allow_job_source: flags[1],
             allow_job_recipients: flags[2],
+            allow_loopback_names: flags[3],
             ca_file,
             sha256,
             allow_hosts,
@@ -796,6 +807,23 @@ mod tests {
         assert!(parse(&format!("failover = true\n{text}")).unwrap().failover);
         let e = only_error(parse(&format!("failover = \"yes\"\n{text}")));
         assert_eq!((e.line, e.key.as_str()), (Some(1), "failover"));
+    }
+
+    #[test]
+    fn loopback_names_are_refused_unless_the_sender_allows_them() {
+        let text = "[senders.a]\nplugin = \"smtp\"\n";
+        assert!(!parse(text).unwrap().senders[0].allow_loopback_names);
+        let allowed = parse(&format!("{text}allow_loopback_names = true\n")).unwrap();
+        assert!(allowed.senders[0].allow_loopback_names);
+        assert!(
+            allowed.senders[0].entries.is_empty(),
+            "a host key, not the plugin's"
+        );
+        let e = only_error(parse(&format!("{text}allow_loopback_names = 1\n")));
+        assert_eq!(
+            (e.line, e.key.as_str()),
+            (Some(3), "senders.a.allow_loopback_names")
+        );
     }
 
     #[test]

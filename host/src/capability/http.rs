@@ -60,7 +60,7 @@ pub struct ClientSlot(OnceLock<Result<Client, String>>);
 impl ClientSlot {
     fn get(&self, ctx: &SenderContext) -> Result<Client, HttpError> {
         self.0
-            .get_or_init(|| build_client(ctx.ca_pem.as_deref()))
+            .get_or_init(|| build_client(ctx.ca_pem.as_deref(), ctx.allow_loopback_names))
             .clone()
             .map_err(HttpError::Connection)
     }
@@ -285,10 +285,14 @@ fn form_urlencode(pairs: &[(String, String)]) -> String {
     out
 }
 
-/// The client of one sender: no redirects, no proxy, HTTP/1.1, TLS on the host's roots.
-fn build_client(ca_pem: Option<&[u8]>) -> Result<Client, String> {
+/// The client of one sender: no redirects, no proxy, HTTP/1.1, TLS on the host's roots, names
+/// resolved by [`CheckedResolver`].
+fn build_client(ca_pem: Option<&[u8]>, allow_loopback_names: bool) -> Result<Client, String> {
     let tls = tls_config(ca_pem)?;
     Client::builder()
+        .dns_resolver(CheckedResolver {
+            allow_loopback_names,
+        })
         .tls_backend_preconfigured(tls)
         .redirect(reqwest::redirect::Policy::none())
         .no_proxy()
@@ -299,6 +303,27 @@ fn build_client(ca_pem: Option<&[u8]>) -> Result<Client, String> {
         .user_agent(concat!("scan2x-mail/", env!("CARGO_PKG_VERSION")))
         .build()
         .map_err(|e| format!("cannot set up the HTTP client: {}", error_chain(&e)))
+}
+
+/// reqwest's resolver for a sender: `resolve::addresses`, so a name whose answer is this
+/// machine's own address is refused as it is for SMTP and IMAP. reqwest asks it for names only;
+/// a URL with an IP address connects to that address, as the gate saw it.
+struct CheckedResolver {
+    allow_loopback_names: bool,
+}
+
+impl reqwest::dns::Resolve for CheckedResolver {
+    fn resolve(&self, name: reqwest::dns::Name) -> reqwest::dns::Resolving {
+        let allow = self.allow_loopback_names;
+        let host = crate::gate::Host::parse(name.as_str());
+        Box::pin(async move {
+            let host =
+                host.map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;
+            // reqwest puts the URL's port on each address.
+            let found = super::resolve::addresses(&host, 0, allow).await?;
+            Ok(Box::new(found.into_iter()) as reqwest::dns::Addrs)
+        })
+    }
 }
 
 fn tls_config(ca_pem: Option<&[u8]>) -> Result<rustls::ClientConfig, String> {
@@ -314,7 +339,9 @@ fn map_error(e: reqwest::Error, url: &Url) -> HttpError {
     let builder = e.is_builder();
     let e = e.without_url();
     let what = error_chain(&e);
-    if timeout {
+    if let Some(refusal) = local_answer(&e) {
+        HttpError::Denied(format!("{at}: {refusal}"))
+    } else if timeout {
         HttpError::Timeout(format!("{at}: {what}"))
     } else if builder {
         HttpError::InvalidRequest(format!("{at}: {what}"))
@@ -326,6 +353,20 @@ fn map_error(e: reqwest::Error, url: &Url) -> HttpError {
         };
         HttpError::Connection(format!("{at}: {what}{hint}"))
     }
+}
+
+/// The resolver's refusal somewhere in a failed request's causes.
+fn local_answer<'e>(
+    e: &'e (dyn std::error::Error + 'static),
+) -> Option<&'e super::resolve::LookupError> {
+    let mut cause = Some(e);
+    while let Some(e) = cause {
+        if let Some(refusal) = e.downcast_ref::<super::resolve::LookupError>() {
+            return refusal.is_denied().then_some(refusal);
+        }
+        cause = e.source();
+    }
+    None
 }
 
 async fn perform(client: &Client, prepared: Prepared, sender: &str) -> Result<Response, HttpError> {

@@ -488,9 +488,10 @@ fn tls_connector(ctx: &SenderContext) -> Result<TlsConnector, SendError> {
     Ok(TlsConnector::from(Arc::new(config)))
 }
 
-/// The bare host: `[::1]` → `::1`.
-fn bare_host(host: &str) -> &str {
-    host.trim_start_matches('[').trim_end_matches(']')
+/// The name the certificate must match: the host as the gate read it (`[::1]` → `::1`,
+/// `2130706433` → `127.0.0.1`), the address connected to for a numeric spelling.
+fn server_name(host: &str) -> String {
+    crate::gate::Host::parse(host).map_or_else(|_| host.to_string(), |h| h.server_name())
 }
 
 async fn handshake(
@@ -500,7 +501,7 @@ async fn handshake(
     tcp: TcpStream,
 ) -> Result<TlsStream<TcpStream>, SendError> {
     let connector = tls_connector(ctx)?;
-    let name = rustls::pki_types::ServerName::try_from(bare_host(&endpoint.host).to_string())
+    let name = rustls::pki_types::ServerName::try_from(server_name(&endpoint.host))
         .map_err(|e| SendError::InvalidSettings(format!("host: {:?}: {e}", endpoint.host)))?;
     match tokio::time::timeout(COMMAND_TIMEOUT, connector.connect(name, tcp)).await {
         Ok(Ok(tls)) => Ok(tls),
@@ -538,13 +539,15 @@ async fn open(
              enable_ssl for {at}"
         )));
     }
-    let tcp = timed(
-        Step::Greeting,
-        &at,
-        CONNECT_TIMEOUT,
-        TcpStream::connect((bare_host(&endpoint.host), endpoint.port)),
-    )
-    .await?;
+    // The addresses the gate's host resolves to, checked (see `resolve`), and nothing else.
+    let tcp = timed(Step::Greeting, &at, CONNECT_TIMEOUT, async {
+        match super::resolve::endpoint_addresses(ctx, endpoint).await {
+            Ok(addresses) => TcpStream::connect(&addresses[..]).await.map(Ok),
+            Err(e) if e.is_denied() => Ok(Err(SendError::Denied(e.to_string()))),
+            Err(e) => Err(std::io::Error::from(e)),
+        }
+    })
+    .await??;
     let tls = match endpoint.tls {
         TlsMode::ImplicitTls => {
             let tls = handshake(ctx, endpoint, &at, tcp).await?;

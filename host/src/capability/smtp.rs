@@ -239,10 +239,11 @@ async fn within<T>(
 /// `connect_tokio1` does), and a second handle on the same socket, so that [`connect`] can set
 /// `TCP_NODELAY` after lettre has taken the stream.
 async fn open_tcp(
+    ctx: &SenderContext,
     endpoint: &Endpoint,
 ) -> std::io::Result<(tokio::net::TcpStream, std::net::TcpStream)> {
     let mut last = None;
-    for address in tokio::net::lookup_host((endpoint.host.as_str(), endpoint.port)).await? {
+    for address in super::resolve::endpoint_addresses(ctx, endpoint).await? {
         match tokio::net::TcpStream::connect(address).await {
             Ok(stream) => {
                 let stream = stream.into_std()?;
@@ -257,6 +258,9 @@ async fn open_tcp(
 
 /// A failed TCP connect, worded and classified as lettre's connection errors are.
 fn connect_error(endpoint: &Endpoint, e: &std::io::Error) -> SendError {
+    if let Some(refusal) = super::resolve::LookupError::denial(e) {
+        return SendError::Denied(refusal.to_string());
+    }
     let facts = ErrorFacts {
         timeout: e.kind() == std::io::ErrorKind::TimedOut,
         text: format!("Connection error: {e}"),
@@ -299,7 +303,7 @@ async fn connect(
     // TCP (and TLS from the first byte, or the clear part of STARTTLS) within the connect
     // limit; the STARTTLS handshake and the EHLO inside TLS within a command's, as before.
     let opened = within(Stage::Connect, endpoint, CONNECT_TIMEOUT, async {
-        let (tcp, socket) = open_tcp(endpoint)
+        let (tcp, socket) = open_tcp(ctx, endpoint)
             .await
             .map_err(|e| connect_error(endpoint, &e))?;
         let peer = tcp.peer_addr().map_err(|e| connect_error(endpoint, &e))?;
