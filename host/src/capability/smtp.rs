@@ -283,7 +283,7 @@ struct Connection {
 /// A connection after its first steps: lettre's client on it, or, for STARTTLS, the TCP stream
 /// whose server agreed to TLS. Each with the socket handle for `TCP_NODELAY`.
 enum Opened {
-    Ready(AsyncSmtpConnection, Option<std::net::TcpStream>),
+    Ready(Box<AsyncSmtpConnection>, Option<std::net::TcpStream>),
     Starttls(
         tokio::net::TcpStream,
         std::net::SocketAddr,
@@ -315,14 +315,14 @@ async fn connect(
                     .await
                     .map_err(lettre_error)?;
                 // No TCP_NODELAY here, as when lettre opened these connections itself.
-                Opened::Ready(conn, None)
+                Opened::Ready(Box::new(conn), None)
             }
             TlsMode::Plaintext => {
                 let stream = reader::Guarded::new(tcp, peer);
                 let conn = AsyncSmtpConnection::connect_with_transport(Box::new(stream), &hello)
                     .await
                     .map_err(lettre_error)?;
-                Opened::Ready(conn, Some(socket))
+                Opened::Ready(Box::new(conn), Some(socket))
             }
             TlsMode::Starttls => {
                 Opened::Starttls(tls::starttls(tcp, peer, &at, &hello).await?, peer, socket)
@@ -331,7 +331,7 @@ async fn connect(
     })
     .await?;
     let (mut conn, socket) = match opened {
-        Opened::Ready(conn, socket) => (conn, socket),
+        Opened::Ready(conn, socket) => (*conn, socket),
         Opened::Starttls(tcp, peer, socket) => {
             let secured = within(Stage::Tls, endpoint, COMMAND_TIMEOUT, async {
                 let tls = tls::handshake(ctx, endpoint, &at, tcp).await?;
