@@ -153,7 +153,17 @@ pub struct Runtime {
 }
 
 impl Runtime {
+    /// A runtime whose precompiled-plugin cache is `cache_dir`, its entries authenticated with
+    /// the key in [`cache::default_key_file`] (see [`ArtifactCache::open`]).
     pub fn new(cache_dir: Option<PathBuf>, limits: Limits) -> wasmtime::Result<Self> {
+        let key_file = cache::default_key_file();
+        Self::with_cache(
+            ArtifactCache::open(cache_dir.as_deref(), key_file.as_deref()),
+            limits,
+        )
+    }
+
+    pub fn with_cache(cache: ArtifactCache, limits: Limits) -> wasmtime::Result<Self> {
         let mut config = Config::new();
         config.epoch_interruption(true);
         config.allocation_strategy(pooling());
@@ -183,7 +193,7 @@ impl Runtime {
         Ok(Self {
             engine,
             linker,
-            cache: ArtifactCache::new(cache_dir),
+            cache,
             state: Arc::default(),
             limits,
         })

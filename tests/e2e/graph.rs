@@ -559,7 +559,10 @@ mod in_process {
         let settings_path = dir.join("settings.toml");
         std::fs::write(&settings_path, toml).unwrap();
         let settings = Settings::load(&settings_path).unwrap_or_else(|e| panic!("{e}"));
-        let runtime = Runtime::new(Some(dir.join("cache")), Limits::default()).unwrap();
+        // A private key too, so the test never touches the user's own `~/.config`.
+        let (cache, key) = (dir.join("cache"), dir.join("key").join("cache.key"));
+        let cache = scan2x_mail::runtime::cache::ArtifactCache::open(Some(&cache), Some(&key));
+        let runtime = Runtime::with_cache(cache, Limits::default()).unwrap();
         let plugin = runtime
             .load(&PluginRef::Builtin("graph".into()), None)
             .await

@@ -156,7 +156,13 @@ fn a_looping_plugin_does_not_stop_the_next_send() {
     };
     let tokio = tokio::runtime::Runtime::new().unwrap();
     tokio.block_on(async {
-        let runtime = Runtime::new(Some(dir.path().join("cache")), Limits::default()).unwrap();
+        // A private key too, so the test never touches the user's own `~/.config`.
+        let (cache, key) = (
+            dir.path().join("cache"),
+            dir.path().join("key").join("cache.key"),
+        );
+        let cache = scan2x_mail::runtime::cache::ArtifactCache::open(Some(&cache), Some(&key));
+        let runtime = Runtime::with_cache(cache, Limits::default()).unwrap();
         let loaded = std::sync::Arc::new(
             runtime
                 .load(&settings.senders[0].plugin, None)
@@ -344,30 +350,27 @@ fn a_corrupted_or_foreign_cache_entry_is_recompiled_not_trusted() {
         .collect();
     assert!(!entries.is_empty(), "nothing was cached");
 
-    // Corrupted: the bytes no longer match the checksum written beside them.
+    // Corrupted: the bytes no longer match the MAC written beside them.
     for entry in &entries {
         std::fs::write(entry, b"garbage, not a compiled component").unwrap();
     }
     let run = mail.run(["-v", "plugins"]);
     run.assert_code(0);
-    assert!(
-        run.stderr
-            .contains("does not match its checksum; recompiling"),
-        "{run}"
-    );
+    assert!(run.stderr.contains("not authenticated"), "{run}");
 
-    // Foreign: garbage whose checksum was written too; wasmtime refuses it and it is recompiled.
+    // Foreign: garbage with a checksum recomputed beside it; without the key it is refused
+    // before wasmtime ever sees it, and recompiled.
     for entry in &entries {
         let garbage = b"foreign bytes that are not a component".to_vec();
         std::fs::write(entry, &garbage).unwrap();
         let mut sidecar = entry.as_os_str().to_owned();
-        sidecar.push(".sha256");
+        sidecar.push(".hmac");
         std::fs::write(sidecar, hex::encode(Sha256::digest(&garbage))).unwrap();
     }
     let run = mail.run(["-v", "plugins"]);
     run.assert_code(0);
     assert!(
-        run.stderr.contains("is unusable") && run.stderr.contains("recompiling"),
+        run.stderr.contains("not authenticated") && run.stderr.contains("recompiling"),
         "{run}"
     );
     let run = mail.run(["-v", "plugins"]);

@@ -1,6 +1,7 @@
 //! Runs the real `scan2x-mail` binary the way a user would, each time with this test's own
-//! settings file (`--config`) and its own precompiled-plugin cache (`--cache-dir`), in a temp
-//! directory that is also the working directory.
+//! settings file (`--config`), its own precompiled-plugin cache (`--cache-dir`, 0700) and cache
+//! key (`SCAN2X_MAIL_CACHE_KEY_FILE`, in a 0700 folder beside the cache, never the user's
+//! `~/.config`), in a temp directory that is also the working directory.
 //!
 //! Every run is checked for leaked secrets: each password registered with [`Scan2xMail::secret`]
 //! or [`Scan2xMail::credentials`] must appear in neither stdout nor stderr, in clear or in the
@@ -51,14 +52,21 @@ pub struct Run {
 }
 
 impl Scan2xMail {
-    /// A fresh temp directory holding `settings.toml` with `settings` and an empty cache.
+    /// A fresh temp directory holding `settings.toml` with `settings` and an empty cache that
+    /// only its owner can write (the binary uses no other).
     pub fn new(settings: &str) -> Scan2xMail {
         let dir = tempfile::Builder::new()
             .prefix("scan2x-e2e-")
             .tempdir()
             .expect("create a temp dir for the run");
         fs::write(dir.path().join("settings.toml"), settings).unwrap();
-        fs::create_dir(dir.path().join("cache")).unwrap();
+        let cache = dir.path().join("cache");
+        fs::create_dir(&cache).unwrap();
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt as _;
+            fs::set_permissions(&cache, fs::Permissions::from_mode(0o700)).unwrap();
+        }
         Scan2xMail {
             dir,
             env: Vec::new(),
@@ -77,6 +85,11 @@ impl Scan2xMail {
 
     pub fn cache_dir(&self) -> PathBuf {
         self.dir().join("cache")
+    }
+
+    /// The cache key every run uses (made by the first run that caches).
+    pub fn cache_key_file(&self) -> PathBuf {
+        self.dir().join("key").join("cache.key")
     }
 
     /// Write a file next to the settings (a password file, a body, an attachment).
@@ -148,6 +161,7 @@ impl Scan2xMail {
         for key in CLEARED_ENV {
             command.env_remove(key);
         }
+        command.env("SCAN2X_MAIL_CACHE_KEY_FILE", self.cache_key_file());
         for (key, value) in &self.env {
             command.env(key, value);
         }
