@@ -1,6 +1,7 @@
 //! The `scan2x-mail` binary: parses the command line, runs the command, prints the result and
-//! exits with the code of its outcome (see `outcome`). Everything printed passes through the
-//! redactor, so no secret value reaches the terminal even if a server echoed it.
+//! exits with the code of its outcome (see `outcome`). Everything printed, logs included, passes
+//! through the redactor (`secret::redact`), so no secret value reaches the terminal even if a
+//! server echoed it.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -16,8 +17,8 @@ use scan2x_mail::message::event_name;
 use scan2x_mail::outcome::{Failure, FailureKind};
 use scan2x_mail::router::{self, Candidate, Decision, Request};
 use scan2x_mail::runtime::{Limits, Plugin, Runtime, Sender, cache};
-use scan2x_mail::secret::Redactor;
-use scan2x_mail::settings::{PluginRef, ResolvedValue, Settings, SettingsErrors};
+use scan2x_mail::secret;
+use scan2x_mail::settings::{PluginRef, Settings, SettingsErrors};
 use scan2x_mail::wit::WIT_VERSION;
 use scan2x_mail::wit::types::{SettingDefault, SettingKind};
 
@@ -35,7 +36,6 @@ fn main() -> ExitCode {
         }
     };
     let mut app = App {
-        redactor: Redactor::default(),
         json: matches!(
             &cli.command,
             Command::Plugins { json: true }
@@ -84,21 +84,47 @@ fn init_logging(verbose: u8) {
     };
     tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
+        .with_writer(|| RedactingWriter(std::io::stderr()))
         .with_target(false)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .without_time()
         .init();
 }
 
+/// Standard error for log lines, with every secret redacted. tracing's formatter writes each
+/// event in one `write`, so a secret is never split across two.
+struct RedactingWriter(std::io::Stderr);
+
+impl std::io::Write for RedactingWriter {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let text = String::from_utf8_lossy(buf);
+        self.0.write_all(secret::redact(&text).as_bytes())?;
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.0.flush()
+    }
+}
+
 struct App {
-    redactor: Redactor,
     json: bool,
+}
+
+/// Every string of `value` redacted, before it is serialized: so no escaping JSON adds can hide a
+/// secret's spelling from the redactor.
+fn redact_json(value: &mut Value) {
+    match value {
+        Value::String(text) => secret::redact_in_place(text),
+        Value::Array(items) => items.iter_mut().for_each(redact_json),
+        Value::Object(map) => map.values_mut().for_each(redact_json),
+        _ => {}
+    }
 }
 
 impl App {
     fn report(&self, failure: &Failure) {
-        let message = self.redactor.redact(&failure.message);
+        let message = secret::redact(&failure.message);
         if self.json {
             let mut error = json!({ "kind": failure.kind.as_str(), "message": message });
             if let Some(secs) = failure.retry_after_secs {
@@ -113,12 +139,14 @@ impl App {
     }
 
     fn print(&self, text: &str) {
-        println!("{}", self.redactor.redact(text));
+        println!("{}", secret::redact(text));
     }
 
     fn print_json(&self, value: &Value) {
-        let text = serde_json::to_string_pretty(value).expect("JSON of plain values");
-        println!("{}", self.redactor.redact(&text));
+        let mut value = value.clone();
+        redact_json(&mut value);
+        let text = serde_json::to_string_pretty(&value).expect("JSON of plain values");
+        println!("{}", secret::redact(&text));
     }
 
     async fn run(&mut self, cli: Cli) -> Result<(), Failure> {
@@ -175,14 +203,7 @@ impl App {
         for s in &settings.senders {
             match &plugins[&(s.plugin.clone(), s.sha256.clone())] {
                 Ok(plugin) => match runtime.sender(s, plugin.clone()) {
-                    Ok(sender) => {
-                        for setting in &sender.resolved {
-                            if let ResolvedValue::Secret(secret) = &setting.value {
-                                self.redactor.add(secret);
-                            }
-                        }
-                        senders.push(sender);
-                    }
+                    Ok(sender) => senders.push(sender),
                     Err(e) => errors.extend(e.0),
                 },
                 Err(e) => errors.push(s.whole_error("plugin", e.clone())),

@@ -111,10 +111,11 @@ impl Scan2xMail {
         self
     }
 
-    /// A value that must never appear in any output, in clear or base64.
+    /// A value that must never appear in any output, in any spelling a server or the host could
+    /// give it: clear, inside base64 at each of the three offsets (standard and URL-safe),
+    /// percent- and form-encoded in either case, IMAP-quoted, JSON-escaped.
     pub fn secret(mut self, value: &str) -> Self {
-        self.secrets.push(value.to_string());
-        self.secrets.push(base64(value.as_bytes()));
+        self.secrets.extend(spellings(value));
         self
     }
 
@@ -243,4 +244,48 @@ impl fmt::Display for Run {
             self.command, self.code, self.stdout, self.stderr
         )
     }
+}
+
+/// Every spelling of `value` that [`Scan2xMail::secret`] looks for (written here apart from the
+/// host's own redactor, so a mistake there is not repeated here).
+fn spellings(value: &str) -> Vec<String> {
+    let mut out = vec![value.to_string()];
+    for offset in 0..3 {
+        let mut padded = vec![b'\0'; offset];
+        padded.extend_from_slice(value.as_bytes());
+        let encoded = base64(&padded);
+        // The characters that hold only `value`'s bits.
+        let first = (8 * offset).div_ceil(6);
+        let end = 8 * padded.len() / 6;
+        let fragment = encoded[first..end].to_string();
+        out.push(fragment.replace('+', "-").replace('/', "_"));
+        out.push(fragment);
+    }
+    for upper in [true, false] {
+        for form in [false, true] {
+            let mut text = String::new();
+            for b in value.bytes() {
+                if b.is_ascii_alphanumeric()
+                    || (!form && b"-._~".contains(&b))
+                    || (form && b"*-._".contains(&b))
+                {
+                    text.push(b as char);
+                } else if form && b == b' ' {
+                    text.push('+');
+                } else if upper {
+                    text.push_str(&format!("%{b:02X}"));
+                } else {
+                    text.push_str(&format!("%{b:02x}"));
+                }
+            }
+            out.push(text);
+        }
+    }
+    out.push(value.replace('\\', "\\\\").replace('"', "\\\""));
+    let json = serde_json::to_string(value).unwrap();
+    out.push(json[1..json.len() - 1].to_string());
+    out.retain(|s| s.len() >= 4);
+    out.sort();
+    out.dedup();
+    out
 }
