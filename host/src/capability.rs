@@ -30,6 +30,22 @@ pub(crate) fn temporary(reason: String) -> SendError {
     })
 }
 
+/// A failure as it goes back to a plugin: the server's words in it scrubbed of every secret
+/// (a server that echoes the login line must not hand the plugin the password).
+pub(crate) fn scrubbed(mut e: SendError) -> SendError {
+    match &mut e {
+        SendError::InvalidSettings(text)
+        | SendError::InvalidMessage(text)
+        | SendError::AuthFailed(text)
+        | SendError::Rejected(text)
+        | SendError::Denied(text)
+        | SendError::Temporary(TemporaryFailure { reason: text, .. }) => {
+            crate::secret::redact_in_place(text)
+        }
+    }
+    e
+}
+
 /// An error's text with its causes, each cause once, e.g. "Connection error: Connection refused
 /// (os error 111)".
 pub(crate) fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
@@ -58,6 +74,8 @@ pub struct SenderContext {
     /// Extra CA certificates (PEM) to trust besides the system's, from `ca_file`.
     pub ca_pem: Option<Vec<u8>>,
     pub state: Arc<state::StateStore>,
+    /// Where each of the sender's secrets may be filled in, as its plugin declares.
+    pub secret_uses: secrets::SecretUses,
     /// The sender's HTTP client, made at its first `http` request and reused after.
     pub http: http::ClientSlot,
     /// The roots the sender's SMTP connections trust, read at its first TLS connection.
@@ -122,7 +140,7 @@ impl HostState {
             .filter(|l| !l.is_empty() && !l.starts_with("note: run with `RUST_BACKTRACE"))
             .collect();
         let tail = lines[lines.len().saturating_sub(3)..].join(" | ");
-        (!tail.is_empty()).then_some(tail)
+        (!tail.is_empty()).then(|| crate::secret::escape_controls(&tail).into_owned())
     }
 }
 

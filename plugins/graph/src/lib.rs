@@ -48,7 +48,16 @@ impl Sender for GraphSender {
                 EventKind::SavedScanCopy,
                 EventKind::PinRequest,
             ],
-            network: settings::NETWORK.iter().map(|n| (*n).to_owned()).collect(),
+            network: settings::NETWORK
+                .iter()
+                .map(|n| (*n).to_owned())
+                // The client secret goes only into the token request's form, to the authority.
+                .chain([scan2x_mail_plugin_kit::secret_in_form(
+                    "client_secret",
+                    "client_secret",
+                    "{authority_url}",
+                )])
+                .collect(),
         }
     }
 
@@ -87,7 +96,12 @@ mod tests {
         let info = GraphSender::describe();
         assert_eq!(
             info.network,
-            vec!["{authority_url}", "{graph_url}", "{outlook_url}"]
+            vec![
+                "{authority_url}",
+                "{graph_url}",
+                "{outlook_url}",
+                "secret client_secret form client_secret {authority_url}"
+            ]
         );
         let secret = info
             .settings

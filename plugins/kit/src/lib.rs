@@ -43,7 +43,9 @@ pub mod smtp;
 
 pub use error::SendError;
 pub use message::{Attachment, Content, Mailbox, Message, Receipt, RefusedRecipient};
-pub use sender::{EventKind, PluginInfo, Sender};
+pub use sender::{
+    EventKind, PluginInfo, Sender, secret_for_login, secret_in_form, secret_in_header,
+};
 pub use settings::{SettingDefault, SettingKind, SettingSpec, Values};
 
 /// A password or client secret: a handle the plugin passes back to the host, which fills in

@@ -52,8 +52,28 @@ pub struct PluginInfo {
     pub settings: Vec<SettingSpec>,
     pub events: Vec<EventKind>,
     /// URL templates over the settings, e.g. `smtp://{host}:{port}` or `{api_url}`: exactly the
-    /// destinations the host grants.
+    /// destinations the host grants; and where each secret setting may be filled in
+    /// ([`secret_in_header`], [`secret_in_form`], [`secret_for_login`]). A secret setting
+    /// declared nowhere may only be a login password.
     pub network: Vec<String>,
+}
+
+/// A network declaration: secret setting `key` may go into header `header` of requests to the
+/// `https` origin `origin` (a template, e.g. `{api_url}`), and nowhere else over HTTP.
+pub fn secret_in_header(key: &str, header: &str, origin: &str) -> String {
+    format!("secret {key} header {header} {origin}")
+}
+
+/// A network declaration: secret setting `key` may go into form field `field` of requests to
+/// the `https` origin `origin`, and nowhere else over HTTP.
+pub fn secret_in_form(key: &str, field: &str, origin: &str) -> String {
+    format!("secret {key} form {field} {origin}")
+}
+
+/// A network declaration: secret setting `key` may be the password of SMTP or IMAP logins to
+/// the sender's granted endpoints (the rule for a secret declared nowhere, said explicitly).
+pub fn secret_for_login(key: &str) -> String {
+    format!("secret {key} login")
 }
 
 /// A sender plugin. `describe` must call no capability; `verify` proves the settings work and
