@@ -19,6 +19,7 @@
 //! sender's `ca_file`. The password never enters async-imap (see [`secret_fill`]); this module
 //! never logs or formats it.
 
+mod budget;
 mod secret_fill;
 mod wire;
 
@@ -38,10 +39,11 @@ use wasmtime::component::Resource;
 
 use super::blobs::MessageText;
 use super::secrets::secret_value;
-use super::{HostState, SenderContext, temporary};
+use super::{HostState, SenderContext, scrubbed, temporary};
 use crate::secret::Secret;
 use crate::wit::imap::{AppendError, AppendReport, Folder, Host, HostSession};
 use crate::wit::types::{Credentials, Endpoint, MessagePart, SendError, TlsMode};
+use budget::Budgeted;
 use secret_fill::SecretFill;
 
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
@@ -50,7 +52,7 @@ const COMMAND_TIMEOUT: Duration = Duration::from_secs(60);
 const APPEND_TIMEOUT: Duration = Duration::from_secs(600);
 
 /// The encrypted connection under an authenticated session.
-type Wire = SecretFill<TlsStream<TcpStream>>;
+type Wire = SecretFill<TlsStream<Budgeted<TcpStream>>>;
 
 /// One authenticated IMAP connection, held in the call's resource table.
 pub struct ImapSession {
@@ -89,12 +91,15 @@ impl HostSession for HostState {
             return Ok(Err(SendError::Denied(denied.to_string())));
         }
         let password = secret_value(self, &credentials.password)?;
+        if let Err(refused) = self.sender.secret_uses.check_login(&password) {
+            return Ok(Err(SendError::Denied(refused)));
+        }
         let started = Instant::now();
         let opened = open(&self.sender, &endpoint, &credentials.username, &password).await;
         self.host_io += started.elapsed();
         match opened {
             Ok(session) => Ok(Ok(self.table.push(session)?)),
-            Err(e) => Ok(Err(e)),
+            Err(e) => Ok(Err(scrubbed(e))),
         }
     }
 
@@ -105,7 +110,14 @@ impl HostSession for HostState {
         let started = Instant::now();
         let result = self.table.get_mut(&session)?.folders().await;
         self.host_io += started.elapsed();
-        Ok(result)
+        Ok(result
+            .map(|mut folders| {
+                for folder in &mut folders {
+                    crate::secret::redact_in_place(&mut folder.name);
+                }
+                folders
+            })
+            .map_err(scrubbed))
     }
 
     async fn examine(
@@ -116,7 +128,7 @@ impl HostSession for HostState {
         let started = Instant::now();
         let result = self.table.get_mut(&session)?.examine(&folder).await;
         self.host_io += started.elapsed();
-        Ok(result)
+        Ok(result.map_err(scrubbed))
     }
 
     async fn create(
@@ -127,7 +139,7 @@ impl HostSession for HostState {
         let started = Instant::now();
         let result = self.table.get_mut(&session)?.create(&folder).await;
         self.host_io += started.elapsed();
-        Ok(result)
+        Ok(result.map_err(scrubbed))
     }
 
     async fn append(
@@ -149,7 +161,17 @@ impl HostSession for HostState {
             .append(&folder, &flags, internal_date, &message)
             .await;
         self.host_io += started.elapsed();
-        Ok(result)
+        Ok(match result {
+            Ok(mut report) => {
+                crate::secret::redact_in_place(&mut report.detail);
+                Ok(report)
+            }
+            Err(AppendError::NoSuchFolder(mut text)) => {
+                crate::secret::redact_in_place(&mut text);
+                Err(AppendError::NoSuchFolder(text))
+            }
+            Err(AppendError::Failed(e)) => Err(AppendError::Failed(scrubbed(e))),
+        })
     }
 
     async fn logout(
@@ -159,7 +181,7 @@ impl HostSession for HostState {
         let started = Instant::now();
         let result = self.table.get_mut(&session)?.logout().await;
         self.host_io += started.elapsed();
-        Ok(result)
+        Ok(result.map_err(scrubbed))
     }
 
     async fn drop(&mut self, session: Resource<ImapSession>) -> wasmtime::Result<()> {
@@ -309,9 +331,15 @@ async fn timed<T, E: std::fmt::Display>(
     }
 }
 
+/// At most this many untagged responses to one command: no real account lists more folders.
+/// With [`budget::MAX_ANSWER_BYTES`], it bounds what the host gathers for one command.
+const MAX_UNTAGGED: usize = 20_000;
+
 /// What the untagged data of a reply said, gathered while reading it.
 #[derive(Debug, Default)]
 struct Untagged {
+    /// How many untagged responses were read.
+    count: usize,
     /// CAPABILITY names, upper case.
     capabilities: Vec<String>,
     folders: Vec<Folder>,
@@ -320,7 +348,16 @@ struct Untagged {
 }
 
 impl Untagged {
-    fn take(&mut self, response: &Response<'_>) {
+    fn take(&mut self, response: &Response<'_>) -> std::io::Result<()> {
+        self.count += 1;
+        if self.count > MAX_UNTAGGED {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                format!(
+                    "the server sent more than {MAX_UNTAGGED} untagged responses to one command"
+                ),
+            ));
+        }
         match response {
             Response::Capabilities(list) => {
                 self.capabilities.extend(list.iter().map(capability_name));
@@ -336,6 +373,7 @@ impl Untagged {
             Response::MailboxData(MailboxDatum::Exists(n)) => self.exists = Some(*n),
             _ => {}
         }
+        Ok(())
     }
 }
 
@@ -394,7 +432,7 @@ where
         let parsed = response.parsed();
         match ending(parsed, tag) {
             Some(done) => return Ok(Reply { untagged, done }),
-            None => untagged.take(parsed),
+            None => untagged.take(parsed)?,
         }
     }
 }
@@ -498,8 +536,8 @@ async fn handshake(
     ctx: &SenderContext,
     endpoint: &Endpoint,
     at: &str,
-    tcp: TcpStream,
-) -> Result<TlsStream<TcpStream>, SendError> {
+    tcp: Budgeted<TcpStream>,
+) -> Result<TlsStream<Budgeted<TcpStream>>, SendError> {
     let connector = tls_connector(ctx)?;
     let name = rustls::pki_types::ServerName::try_from(server_name(&endpoint.host))
         .map_err(|e| SendError::InvalidSettings(format!("host: {:?}: {e}", endpoint.host)))?;
@@ -548,6 +586,8 @@ async fn open(
         }
     })
     .await??;
+    // Every answer bounded, from the greeting on.
+    let tcp = Budgeted::new(tcp);
     let tls = match endpoint.tls {
         TlsMode::ImplicitTls => {
             let tls = handshake(ctx, endpoint, &at, tcp).await?;
@@ -663,7 +703,10 @@ async fn login(
         Err(SendError::Temporary(t))
             if t.reason.contains("no response") || t.reason.contains("bad response") =>
         {
-            let text = t.reason;
+            // Redacted before the server's words are unescaped: async-imap quotes them, and a
+            // server that echoed the login line would otherwise leave a spelling of the password
+            // no redactor knows.
+            let text = crate::secret::redact(&t.reason).into_owned();
             if text.to_ascii_uppercase().contains("UNAVAILABLE") {
                 return Err(temporary(text));
             }
@@ -1013,10 +1056,17 @@ mod tests {
         assert_eq!(server_words("io: broken pipe"), "io: broken pipe");
     }
 
+    const PASSWORD: &str = "pw-1234";
+
     fn state_granted(grant: &str) -> HostState {
+        let settings = [crate::settings::ResolvedSetting {
+            key: "password".into(),
+            value: crate::settings::ResolvedValue::Secret(Secret::new(PASSWORD)),
+        }];
         let context = SenderContext {
             name: "box".into(),
             gate: crate::gate::Gate::new("box", vec![crate::gate::Grant::parse(grant).unwrap()]),
+            secret_uses: super::super::secrets::SecretUses::new(&[], &settings).unwrap(),
             ..SenderContext::default()
         };
         HostState::new(Arc::new(context), 1 << 20)
@@ -1025,7 +1075,7 @@ mod tests {
     fn credentials(state: &mut HostState) -> Credentials {
         let password = state
             .table
-            .push(super::super::secrets::SecretValue(Secret::new("pw-1234")))
+            .push(super::super::secrets::SecretValue(Secret::new(PASSWORD)))
             .unwrap();
         Credentials {
             username: "scanner".into(),
