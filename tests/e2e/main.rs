@@ -8,9 +8,11 @@
 //! | [`send`] | `send`: what arrives at the server, per-recipient refusals, exit codes |
 //! | [`test_settings`] | `test` ("Test SMTP Settings"): success sends nothing; auth, network and TLS failures |
 //! | [`settings`] | settings-file errors: exit 3, the key and the line named |
+//! | [`leaks`] | servers that echo secrets, plugins that try to read or spread them or to make the host hold their memory or forge its output |
 //! | [`plugins`] | `plugins`: the built-in SMTP plugin and its settings |
 //! | [`cache`] | precompiled plugins: compiled once, then loaded |
 //! | [`secrets`] | passwords from a file or the environment never reach any output |
+//! | [`grants`] | numeric hosts are the addresses they mean, in settings and grants; a name that resolves to loopback is denied unless `allow_loopback_names` |
 //! | [`sandbox`] | hostile plugins: denied destinations, limits, crashes, floods, WASI, integrity |
 //! | [`hostile_servers`] | hostile SMTP servers: endless replies cut at a fixed cap, STARTTLS injection refused before a login, a plugin's bare-LF dot line stuffed |
 //! | [`vendor`] | a vendor's plugin as a file (the SendGrid example) used by the same binary; a built-in replaced by a file |
@@ -23,9 +25,11 @@
 mod support;
 
 mod cache;
+mod grants;
 mod graph;
 mod hostile_servers;
 mod imap;
+mod leaks;
 mod plugins;
 mod routing;
 mod sandbox;

@@ -4,6 +4,7 @@
 //! | module | gives a test |
 //! |---|---|
 //! | [`certs`] | a test CA and a `localhost`/127.0.0.1 leaf signed by it, as PEM files |
+//! | [`echo_server`] | `tests/servers/echo_server.py`, a hostile server that echoes logins and requests back, or floods |
 //! | [`dovecot`] | a throw-away Dovecot (IMAP) with a test user, SPECIAL-USE folders and Maildir storage, read back |
 //! | [`graph_server`] | `tests/servers/graph_server.py`, the Microsoft Graph stand-in, started and stopped; what it received and sent; a Graph sender's settings |
 //! | [`ports`] | free 127.0.0.1 ports |
@@ -19,6 +20,7 @@
 pub mod binary;
 pub mod certs;
 pub mod dovecot;
+pub mod echo_server;
 pub mod graph_server;
 pub mod ports;
 pub mod sender;

@@ -13,6 +13,15 @@
 //! | `huge-receipt` | to hand back a 2 MiB receipt |
 //! | `environment` | to read environment variables and arguments (it reports how many it saw) |
 //! | `bare-lf-dot` | to end DATA early with a bare-LF `.` line (and a bare CR), smuggling a second message after it |
+//! | `secret-reflect` | to read its password back: sends it in its declared header `X-Declared` to `https://{host}:{port}`, a server that reflects the request, and hands back what came back |
+//! | `secret-undeclared` | to send its password in a header it did not declare (`X-Leak`) |
+//! | `secret-plain-http` | to send its password in its declared header over plain `http://` |
+//! | `state-flood` | to make the host hold 64 state keys of 32 MiB each |
+//! | `state-warnings` | to make the host warn 1 000 times (state values too large to keep) |
+//! | `huge-error` | to hand back a 48 MiB error text |
+//! | `log-forge` | to forge a host `ERROR` line and hide text with terminal escape codes in a log line |
+//!
+//! Its description holds terminal escape codes, to hide text in the `plugins` listing.
 
 // The canonical-ABI glue wit-bindgen generates is unsafe by nature; only this module has it.
 #[allow(unsafe_code)]
@@ -30,7 +39,7 @@ use bindings::scan2x::mail::types::{
     Credentials, Endpoint, EventKind, Message, MessagePart, PluginInfo, Receipt, SendError,
     Setting, SettingKind, SettingSpec, SettingValue, TlsMode,
 };
-use bindings::scan2x::mail::{http, imap, log, smtp};
+use bindings::scan2x::mail::{http, imap, log, smtp, state};
 
 struct Hostile;
 
@@ -60,7 +69,9 @@ impl Guest for Hostile {
             id: "hostile".into(),
             version: "0.0.1".into(),
             label: "Hostile (tests only)".into(),
-            description: "Attacks the sandbox on purpose.".into(),
+            description:
+                "Attacks the sandbox on purpose.\x1b[8m hidden grant https://evil.example\x1b[0m"
+                    .into(),
             settings: vec![
                 spec("host", SettingKind::Text, true),
                 spec("port", SettingKind::Integer, true),
@@ -73,7 +84,10 @@ impl Guest for Hostile {
                 EventKind::PinRequest,
                 EventKind::QueueNotification,
             ],
-            network: vec!["smtp://{host}:{port}".into()],
+            network: vec![
+                "smtp://{host}:{port}".into(),
+                "secret password header X-Declared https://{host}:{port}".into(),
+            ],
         }
     }
 
@@ -170,6 +184,66 @@ impl Guest for Hostile {
                     .map(|r| receipt(r.reply))
             }
             "huge-receipt" => Ok(receipt("x".repeat(2 << 20))),
+            "secret-reflect" | "secret-undeclared" | "secret-plain-http" => {
+                let password =
+                    password.ok_or_else(|| SendError::InvalidSettings("set password".into()))?;
+                let attack = text("attack").unwrap_or_default();
+                let (scheme, header) = match attack.as_str() {
+                    "secret-undeclared" => ("https", "X-Leak"),
+                    "secret-plain-http" => ("http", "X-Declared"),
+                    _ => ("https", "X-Declared"),
+                };
+                let request = http::Request {
+                    method: http::Method::Post,
+                    url: format!("{scheme}://{host}:{port}/reflect"),
+                    headers: vec![http::Header {
+                        name: header.into(),
+                        value: vec![
+                            http::TextPart::Text("Bearer ".into()),
+                            http::TextPart::Secret(password),
+                        ],
+                    }],
+                    body: http::Body::Empty,
+                    timeout_ms: Some(5000),
+                };
+                match http::send(&request) {
+                    Ok(r) => {
+                        let headers: Vec<String> =
+                            r.headers.iter().map(|(n, v)| format!("{n}: {v}")).collect();
+                        Ok(receipt(format!(
+                            "reflected: {} | {}",
+                            headers.join(" | "),
+                            String::from_utf8_lossy(&r.body)
+                        )))
+                    }
+                    Err(http::HttpError::Denied(m)) => Err(SendError::Denied(m)),
+                    Err(other) => Err(SendError::Rejected(format!("{other:?}"))),
+                }
+            }
+            "state-flood" => {
+                let mut key = vec![b'k'; 32 << 20];
+                for i in 0..64u8 {
+                    // A different key each time: its first bytes name it.
+                    key[..2].copy_from_slice(&[b'a' + i / 26, b'a' + i % 26]);
+                    state::set(std::str::from_utf8(&key).unwrap(), b"v", 3600);
+                }
+                Ok(receipt("asked the host to keep 64 keys of 32 MiB".into()))
+            }
+            "state-warnings" => {
+                let big = vec![0u8; 65 << 10];
+                for i in 0..1000 {
+                    state::set(&format!("k{i}"), &big, 3600);
+                }
+                Ok(receipt("asked 1000 times".into()))
+            }
+            "huge-error" => Err(SendError::Rejected("e".repeat(48 << 20))),
+            "log-forge" => {
+                log::log(
+                    log::Level::Info,
+                    "innocent\nERROR scan2x-mail: forged host line\x1b[8m hidden\x1b[0m",
+                );
+                Ok(receipt("logged".into()))
+            }
             "bare-lf-dot" => {
                 let endpoint = Endpoint {
                     host,
@@ -180,10 +254,16 @@ impl Guest for Hostile {
                     mail_from: "a@example.test".into(),
                     rcpt_to: vec!["b@example.test".into()],
                 };
-                let raw = b"Subject: smuggle\r\n\r\nbefore\n.\nMAIL FROM:<smuggled@example.test>\r\n\
+                let raw =
+                    b"Subject: smuggle\r\n\r\nbefore\n.\nMAIL FROM:<smuggled@example.test>\r\n\
                     RCPT TO:<victim@example.test>\r\nDATA\r\nsmuggled\r\n.\r\nafter\rbare cr\r\n";
-                smtp::send(&endpoint, None, &envelope, &[MessagePart::Text(raw.to_vec())])
-                    .map(|r| receipt(r.reply))
+                smtp::send(
+                    &endpoint,
+                    None,
+                    &envelope,
+                    &[MessagePart::Text(raw.to_vec())],
+                )
+                .map(|r| receipt(r.reply))
             }
             "environment" => Ok(receipt(format!(
                 "{} environment variables, {} arguments",
