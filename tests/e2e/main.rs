@@ -13,7 +13,6 @@
 //! | [`cache`] | precompiled plugins: compiled once, then loaded |
 //! | [`secrets`] | passwords from a file or the environment never reach any output |
 //! | [`grants`] | numeric hosts are the addresses they mean, in settings and grants; a name that resolves to loopback is denied unless `allow_loopback_names` |
-//! | [`grants`] | numeric hosts are the addresses they mean, in settings and grants; a name that resolves to loopback is denied unless `allow_loopback_names` |
 //! | [`sandbox`] | hostile plugins: denied destinations, limits, crashes, floods, WASI, integrity |
 //! | [`hostile_servers`] | hostile SMTP servers: endless replies cut at a fixed cap, STARTTLS injection refused before a login, a plugin's bare-LF dot line stuffed |
 //! | [`vendor`] | a vendor's plugin as a file (the SendGrid example) used by the same binary; a built-in replaced by a file |
@@ -26,7 +25,6 @@
 mod support;
 
 mod cache;
-mod grants;
 mod grants;
 mod graph;
 mod hostile_servers;

@@ -325,7 +325,7 @@ fn build_client(ca_pem: Option<&[u8]>, allow_loopback_names: bool) -> Result<Cli
     let tls = tls_config(ca_pem)?;
     Client::builder()
         .dns_resolver(CheckedResolver {
-            allow_loopback_names: allow_loopback_names || true,
+            allow_loopback_names,
         })
         .tls_backend_preconfigured(tls)
         .redirect(reqwest::redirect::Policy::none())
