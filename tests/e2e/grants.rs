@@ -320,3 +320,28 @@ fn a_name_that_resolves_to_loopback_is_denied_for_http_unless_allowed() {
             .secret(PASSWORD)
     });
 }
+
+#[test]
+fn a_numeric_host_is_verified_by_tls_as_the_address_it_means() {
+    use crate::support::{PASSWORD as SMTP_PASSWORD, PASSWORD_ENV as SMTP_PASSWORD_ENV, USER};
+    let test = "a_numeric_host_is_verified_by_tls_as_the_address_it_means";
+    let Some(server) = SmtpServer::start_or_skip(
+        test,
+        SmtpServerOptions::new()
+            .starttls()
+            .user(USER, SMTP_PASSWORD),
+    ) else {
+        return;
+    };
+    let toml = crate::support::SmtpSender::new(server.starttls_port())
+        .ca_file(&server.ca_file())
+        .toml()
+        .replace("host = \"127.0.0.1\"", "host = \"2130706433\"");
+    assert!(toml.contains("2130706433"), "{toml}");
+    let run = Scan2xMail::new(&toml)
+        .env(SMTP_PASSWORD_ENV, SMTP_PASSWORD)
+        .credentials(USER, SMTP_PASSWORD)
+        .run(SEND);
+    run.assert_code(0);
+    assert_eq!(server.received().len(), 1, "{run}");
+}

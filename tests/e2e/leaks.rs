@@ -154,6 +154,13 @@ fn a_reflected_secret_reaches_the_plugin_only_as_a_placeholder() {
         run.stdout.contains("reflected") && run.stdout.contains("Bearer <secret>"),
         "{run}"
     );
+    // The plugin itself saw only the placeholder: what it wrote reversed holds no secret.
+    let reversed: String = TRICKY.chars().rev().collect();
+    assert!(
+        !run.stdout.contains(&reversed),
+        "the plugin read the secret: {run}"
+    );
+    assert!(run.stdout.contains(">terces< reraeB"), "{run}");
     assert!(
         server
             .received()

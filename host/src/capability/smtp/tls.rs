@@ -69,8 +69,11 @@ pub(super) async fn handshake(
     tcp: TcpStream,
 ) -> Result<TlsStream<TcpStream>, SendError> {
     let connector = connector(ctx)?;
-    let host = endpoint.host.trim_start_matches('[').trim_end_matches(']');
-    let name = rustls::pki_types::ServerName::try_from(host.to_string())
+    // The name the gate checked and the connection went to: a numeric spelling is its address.
+    let host = crate::gate::Host::parse(&endpoint.host)
+        .map_err(|e| SendError::InvalidSettings(format!("host: {e}")))?
+        .server_name();
+    let name = rustls::pki_types::ServerName::try_from(host)
         .map_err(|e| SendError::InvalidSettings(format!("host: {:?}: {e}", endpoint.host)))?;
     connector.connect(name, tcp).await.map_err(|e| {
         let is_tls = e

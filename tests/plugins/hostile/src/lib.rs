@@ -210,10 +210,13 @@ impl Guest for Hostile {
                     Ok(r) => {
                         let headers: Vec<String> =
                             r.headers.iter().map(|(n, v)| format!("{n}: {v}")).collect();
+                        let body = String::from_utf8_lossy(&r.body).into_owned();
+                        // Reversed too: what a plugin that read the secret could print in a
+                        // spelling no redactor knows.
                         Ok(receipt(format!(
-                            "reflected: {} | {}",
+                            "reflected: {} | {body} | reversed: {}",
                             headers.join(" | "),
-                            String::from_utf8_lossy(&r.body)
+                            body.chars().rev().collect::<String>()
                         )))
                     }
                     Err(http::HttpError::Denied(m)) => Err(SendError::Denied(m)),
