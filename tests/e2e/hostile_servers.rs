@@ -6,10 +6,8 @@
 //! These tests must never talk to anything but the hostile server on 127.0.0.1.
 
 use std::fs;
-use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
 use std::time::Duration;
 
 use serde_json::Value;
@@ -70,14 +68,7 @@ impl HostileSmtp {
             .stdout(Stdio::piped())
             .spawn()
             .unwrap_or_else(|e| panic!("start {} {SCRIPT}: {e}", python()));
-        let stdout = child.stdout.take().unwrap();
-        let (tx, rx) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines() {
-                let Ok(line) = line else { break };
-                let _ = tx.send(line);
-            }
-        });
+        let rx = crate::support::stdout_lines(&mut child);
         let port = match rx.recv_timeout(Duration::from_secs(20)) {
             Ok(line) => line
                 .strip_prefix("READY ")

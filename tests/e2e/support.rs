@@ -32,6 +32,23 @@ pub use binary::Scan2xMail;
 pub use sender::{FROM, PASSWORD, PASSWORD_ENV, Password, SmtpSender, USER};
 pub use smtp_server::{SmtpServer, SmtpServerOptions};
 
+/// The lines a server started with a piped stdout prints, read on a thread: a blocking read
+/// can't time out, a channel's `recv_timeout` can (servers print `READY` once they listen).
+pub fn stdout_lines(child: &mut std::process::Child) -> std::sync::mpsc::Receiver<String> {
+    use std::io::BufRead;
+    let stdout = child.stdout.take().expect("piped stdout");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stdout).lines() {
+            let Ok(line) = line else { break };
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    rx
+}
+
 /// Tell the person running the tests that `test` was skipped, and why. Written to the real
 /// stderr, not through `eprintln!`, which the test harness captures and shows only on failure.
 pub fn say_skipped(test: &str, why: &str) {

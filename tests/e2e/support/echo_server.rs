@@ -3,10 +3,8 @@
 //! the test CA's leaf, stopped by pid when dropped. [`EchoServer::received`] is every line it got.
 
 use std::fs;
-use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
 use std::time::Duration;
 
 use tempfile::TempDir;
@@ -50,16 +48,7 @@ impl EchoServer {
             .stderr(fs::File::create(&stderr_path).unwrap())
             .spawn()
             .unwrap_or_else(|e| panic!("start {} {SCRIPT}: {e}", python()));
-        let stdout = child.stdout.take().expect("piped stdout");
-        let (tx, rx) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines() {
-                let Ok(line) = line else { break };
-                if tx.send(line).is_err() {
-                    break;
-                }
-            }
-        });
+        let rx = super::stdout_lines(&mut child);
         match rx.recv_timeout(Duration::from_secs(20)) {
             Ok(line) if line.starts_with("READY ") => EchoServer {
                 port: line[6..].trim().parse().unwrap(),

@@ -11,10 +11,8 @@
 
 use std::cell::Cell;
 use std::fs;
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
 use std::time::Duration;
 
 use serde_json::{Value, json};
@@ -172,16 +170,7 @@ impl GraphServer {
             .stderr(stderr)
             .spawn()
             .map_err(|e| format!("start {} {SCRIPT}: {e}", python()))?;
-        let stdout = child.stdout.take().expect("piped stdout");
-        let (tx, rx) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines() {
-                let Ok(line) = line else { break };
-                if tx.send(line).is_err() {
-                    break;
-                }
-            }
-        });
+        let rx = super::stdout_lines(&mut child);
         let mut server = GraphServer {
             child,
             dir,

@@ -8,10 +8,8 @@
 
 use std::cell::Cell;
 use std::fs;
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
 use std::time::Duration;
 
 use serde_json::{Value, json};
@@ -74,16 +72,7 @@ impl SendGridServer {
             .stderr(fs::File::create(&stderr_path).unwrap())
             .spawn()
             .unwrap_or_else(|e| panic!("start {} {SCRIPT}: {e}", python()));
-        let stdout = child.stdout.take().expect("piped stdout");
-        let (tx, rx) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines() {
-                let Ok(line) = line else { break };
-                if tx.send(line).is_err() {
-                    break;
-                }
-            }
-        });
+        let rx = super::stdout_lines(&mut child);
         let mut server = SendGridServer {
             child,
             dir,

@@ -11,7 +11,6 @@
 //! server: `Drop` kills it.
 
 use std::fs;
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::OnceLock;
@@ -183,17 +182,7 @@ impl SmtpServer {
             .spawn()
             .map_err(|e| format!("start {} {SCRIPT}: {e}", python()))?;
 
-        // Read stdout on a thread: a blocking read can't time out, a channel can.
-        let stdout = child.stdout.take().expect("piped stdout");
-        let (tx, rx) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines() {
-                let Ok(line) = line else { break };
-                if tx.send(line).is_err() {
-                    break;
-                }
-            }
-        });
+        let rx = super::stdout_lines(&mut child);
         let server = SmtpServer {
             child,
             dir,
