@@ -36,6 +36,7 @@ fn main() -> ExitCode {
         }
     };
     let mut app = App {
+        stdout_failed: std::cell::RefCell::new(None),
         json: matches!(
             &cli.command,
             Command::Plugins { json: true }
@@ -44,8 +45,19 @@ fn main() -> ExitCode {
         ) || matches!(&cli.command, Command::Send(a) if a.route.json)
             || matches!(&cli.command, Command::Route(a) if a.route.json),
     };
-    let outcome = runtime.block_on(app.run(cli));
+    let mut outcome = runtime.block_on(app.run(cli));
     log_peak_memory();
+    // A closed or full standard output is a failure of its own, said on stderr (where else).
+    if let Some(e) = app.stdout_failed.borrow_mut().take() {
+        app.json = false;
+        if let Err(failure) = &outcome {
+            app.report(failure);
+        }
+        outcome = Err(Failure::new(
+            FailureKind::Internal,
+            format!("cannot write to standard output: {e}"),
+        ));
+    }
     match outcome {
         Ok(()) => ExitCode::SUCCESS,
         Err(failure) => {
@@ -109,6 +121,8 @@ impl std::io::Write for RedactingWriter {
 
 struct App {
     json: bool,
+    /// Why writing to standard output failed (closed, full), once it has.
+    stdout_failed: std::cell::RefCell<Option<std::io::Error>>,
 }
 
 /// Every string of `value` redacted, before it is serialized: so no escaping JSON adds can hide a
@@ -135,18 +149,35 @@ impl App {
             for line in message.lines() {
                 eprintln!("error: {line}");
             }
+            if let Some(secs) = failure.retry_after_secs {
+                eprintln!("error: the server asked to wait {secs} s before trying again");
+            }
         }
     }
 
     fn print(&self, text: &str) {
-        println!("{}", secret::redact(text));
+        self.write_out(&secret::redact(text));
     }
 
     fn print_json(&self, value: &Value) {
         let mut value = value.clone();
         redact_json(&mut value);
         let text = serde_json::to_string_pretty(&value).expect("JSON of plain values");
-        println!("{}", secret::redact(&text));
+        self.write_out(&secret::redact(&text));
+    }
+
+    /// One line to standard output; a failure to write is kept for the exit, never a panic
+    /// (`println!` panics on a closed or full stdout).
+    fn write_out(&self, text: &str) {
+        use std::io::Write as _;
+        let mut failed = self.stdout_failed.borrow_mut();
+        if failed.is_some() {
+            return;
+        }
+        let mut out = std::io::stdout().lock();
+        if let Err(e) = writeln!(out, "{text}").and_then(|()| out.flush()) {
+            *failed = Some(e);
+        }
     }
 
     async fn run(&mut self, cli: Cli) -> Result<(), Failure> {

@@ -430,6 +430,22 @@ fn throttling_is_temporary_with_retry_after_and_the_callers_retry_goes_out() {
     assert_eq!(json["error"]["retry_after_secs"], 7, "{first}");
     assert!(server.sent().is_empty());
 
+    // Without --json, the wait is said in words too.
+    server.fail_next("sendMail", 429, "ApplicationThrottled", Some(9));
+    let text = mail.run(
+        &send[..1]
+            .iter()
+            .chain(&send[2..])
+            .copied()
+            .collect::<Vec<_>>(),
+    );
+    text.assert_code(7);
+    assert!(
+        text.stderr
+            .contains("the server asked to wait 9 s before trying again"),
+        "{text}"
+    );
+
     let second = mail.run(send);
     second.assert_code(0);
     assert_eq!(server.sent().len(), 1);

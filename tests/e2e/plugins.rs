@@ -72,3 +72,38 @@ fn plugins_json_is_valid_json_describing_smtp() {
     }
     assert!(has_sha256_hex(&smtp.to_string()), "no sha256: {smtp}");
 }
+
+#[test]
+fn a_full_standard_output_is_an_error_and_an_exit_code_not_a_panic() {
+    let Ok(full) = std::fs::OpenOptions::new().write(true).open("/dev/full") else {
+        crate::support::say_skipped(
+            "a_full_standard_output_is_an_error_and_an_exit_code_not_a_panic",
+            "no /dev/full on this system",
+        );
+        return;
+    };
+    // No settings file: `plugins` lists the built-in plugins, many lines for a full stdout.
+    let dir = tempfile::tempdir().unwrap();
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_scan2x-mail"))
+        .arg("--cache-dir")
+        .arg(dir.path().join("cache"))
+        .arg("plugins")
+        .current_dir(dir.path())
+        .env_remove("SCAN2X_MAIL_CONFIG")
+        .env_remove("SCAN2X_MAIL_CACHE_DIR")
+        .env(
+            "SCAN2X_MAIL_CACHE_KEY_FILE",
+            dir.path().join("key").join("cache.key"),
+        )
+        .stdout(full)
+        .stderr(std::process::Stdio::piped())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("cannot write to standard output"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("panicked"), "{stderr}");
+}
