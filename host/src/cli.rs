@@ -171,7 +171,7 @@ impl SendArgs {
     /// The email as these options and the `--message` file describe it.
     pub fn draft(&self) -> Result<Draft, Failure> {
         let read = |path: &PathBuf| {
-            std::fs::read_to_string(path).map_err(|e| {
+            crate::message::read_text_file(path).map_err(|e| {
                 Failure::new(
                     FailureKind::InvalidMessage,
                     format!("cannot read {}: {e}", path.display()),

@@ -108,8 +108,7 @@ impl Draft {
                 format!("{}: {why}", path.display()),
             )
         };
-        let text =
-            std::fs::read_to_string(path).map_err(|e| bad(format!("cannot read it: {e}")))?;
+        let text = read_text_file(path).map_err(|e| bad(format!("cannot read it: {e}")))?;
         let mut draft: Draft = serde_json::from_str(&text).map_err(|e| bad(e.to_string()))?;
         let base = path.parent().unwrap_or(Path::new(""));
         for a in &mut draft.attachments {
@@ -282,7 +281,7 @@ pub fn parse_mailbox(text: &str) -> Result<Mailbox, Failure> {
 
 /// Reads an attachment file; the content type comes from its extension.
 pub fn read_attachment(path: &Path) -> Result<Attachment, Failure> {
-    let content = std::fs::read(path).map_err(|e| {
+    let content = read_regular_file(path, MAX_ATTACHMENT_BYTES).map_err(|e| {
         Failure::new(
             FailureKind::InvalidMessage,
             format!("cannot read attachment {}: {e}", path.display()),
@@ -301,6 +300,51 @@ pub fn read_attachment(path: &Path) -> Result<Attachment, Failure> {
         content_type,
         content: Bytes::from(content),
     })
+}
+
+/// The largest attachment file read: Microsoft Graph's 150 MB per attachment (SMTP and IMAP
+/// take messages up to 100 MiB once encoded, checked where they are sent).
+pub const MAX_ATTACHMENT_BYTES: u64 = 150 << 20;
+/// The largest `--message`, `--text-file` or `--html-file` read.
+pub const MAX_TEXT_FILE_BYTES: u64 = 16 << 20;
+
+/// A regular file's bytes, at most `max` of them. Anything else — a FIFO (which would block
+/// forever), a device such as `/dev/zero` (which would fill memory), a folder — is refused by
+/// its type before it is read, and a file over `max` by its size; the read itself is capped too,
+/// in case the file grows meanwhile.
+pub fn read_regular_file(path: &Path, max: u64) -> Result<Vec<u8>, String> {
+    use std::io::Read as _;
+    let kind = |meta: &std::fs::Metadata| -> Result<(), String> {
+        if !meta.is_file() {
+            return Err("it is not a regular file".into());
+        }
+        if meta.len() > max {
+            return Err(format!(
+                "it is {} bytes; at most {max} are accepted",
+                meta.len()
+            ));
+        }
+        Ok(())
+    };
+    // Checked before opening: opening a FIFO blocks until someone writes to it.
+    kind(&std::fs::metadata(path).map_err(|e| e.to_string())?)?;
+    let file = std::fs::File::open(path).map_err(|e| e.to_string())?;
+    let meta = file.metadata().map_err(|e| e.to_string())?;
+    kind(&meta)?;
+    let mut bytes = Vec::with_capacity(meta.len() as usize);
+    file.take(max + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|e| e.to_string())?;
+    if bytes.len() as u64 > max {
+        return Err(format!("it grew past {max} bytes while being read"));
+    }
+    Ok(bytes)
+}
+
+/// [`read_regular_file`] as UTF-8 text, at most [`MAX_TEXT_FILE_BYTES`].
+pub fn read_text_file(path: &Path) -> Result<String, String> {
+    String::from_utf8(read_regular_file(path, MAX_TEXT_FILE_BYTES)?)
+        .map_err(|_| "it is not UTF-8 text".to_string())
 }
 
 /// A new Message-ID (without angle brackets), kept for every retry of the same email.
@@ -359,6 +403,31 @@ mod tests {
         assert_eq!(a.content, b"%PDF-1.4".as_slice());
         let missing = read_attachment(&dir.path().join("missing.pdf")).unwrap_err();
         assert_eq!(missing.kind, FailureKind::InvalidMessage);
+    }
+
+    #[test]
+    fn only_regular_files_within_the_bound_are_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let folder = read_attachment(dir.path()).unwrap_err();
+        assert!(
+            folder.message.contains("not a regular file"),
+            "{}",
+            folder.message
+        );
+        #[cfg(unix)]
+        {
+            let device = read_attachment(Path::new("/dev/zero")).unwrap_err();
+            assert!(
+                device.message.contains("not a regular file"),
+                "{}",
+                device.message
+            );
+        }
+        let path = dir.path().join("big.txt");
+        std::fs::write(&path, vec![b'a'; 11]).unwrap();
+        let big = read_regular_file(&path, 10).unwrap_err();
+        assert!(big.contains("11 bytes; at most 10"), "{big}");
+        assert_eq!(read_regular_file(&path, 11).unwrap().len(), 11);
     }
 
     #[test]

@@ -452,3 +452,32 @@ fn unreadable_attachment_is_a_message_error_and_nothing_is_sent() {
     run.assert_code(4);
     assert!(server.received().is_empty(), "a message was sent anyway");
 }
+
+#[test]
+fn an_attachment_that_is_no_regular_file_is_refused_at_once() {
+    let mail = scan2x(SmtpSender::new(9));
+    let fifo = mail.dir().join("scan.pdf");
+    let made = std::process::Command::new("mkfifo").arg(&fifo).status();
+    assert!(made.is_ok_and(|s| s.success()), "mkfifo failed");
+    for path in [fifo.as_path(), std::path::Path::new("/dev/zero")] {
+        let started = std::time::Instant::now();
+        let run = mail.run([
+            "send",
+            "--to",
+            "a@example.test",
+            "--subject",
+            "s",
+            "--text",
+            "t",
+            "--attach",
+            path.to_str().unwrap(),
+        ]);
+        run.assert_code(4);
+        assert!(run.stderr.contains("not a regular file"), "{run}");
+        // Loosely: a FIFO used to block forever, /dev/zero to fill memory.
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(30),
+            "{run}"
+        );
+    }
+}
