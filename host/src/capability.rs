@@ -80,6 +80,9 @@ pub struct SenderContext {
     pub http: http::ClientSlot,
     /// The roots the sender's SMTP connections trust, read at its first TLS connection.
     pub smtp_tls: smtp::TlsCache,
+    /// How long each SMTP step waits on the server: RFC 5321's, scaled by the environment
+    /// (`SCAN2X_MAIL_SMTP_TIMEOUT_SCALE`) when the sender loads.
+    pub smtp_timeouts: smtp::Timeouts,
     /// Benchmarks only (feature `bench`): `smtp.send` passes the gate and the size check, then
     /// answers "250" without connecting, so the plugin path's own cost can be measured.
     #[cfg(feature = "bench")]

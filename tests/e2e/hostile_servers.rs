@@ -1,14 +1,18 @@
 //! The host against SMTP servers that misbehave on purpose (`tests/servers/hostile_smtp.py`,
 //! Python standard library only): a reply that never ends costs a fixed few KiB, bytes injected
 //! after the `220` to STARTTLS stop the send before any credential, and a plugin's bare-LF `.`
-//! line is dot-stuffed, not taken as the end of DATA.
+//! line is dot-stuffed, not taken as the end of DATA; a server that stops answering costs the
+//! step's bound and is `temporary`, and a refused or cut STARTTLS is `temporary` too.
+//!
+//! The stall tests shorten every SMTP bound with [`TIMEOUT_SCALE_ENV`] so they end in seconds;
+//! the texts still name the bound that applied.
 //!
 //! These tests must never talk to anything but the hostile server on 127.0.0.1.
 
 use std::fs;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use serde_json::Value;
 use tempfile::TempDir;
@@ -28,6 +32,13 @@ const SCRIPT: &str = concat!(
 const ENDLESS_LIMIT: u64 = 512 << 20;
 /// The host's peak resident memory must stay under this under attack.
 const MAX_PEAK_MIB: u64 = 100;
+
+/// The environment variable that scales every SMTP bound of the host (RFC 5321's by default).
+const TIMEOUT_SCALE_ENV: &str = "SCAN2X_MAIL_SMTP_TIMEOUT_SCALE";
+/// The scale the stall tests use: MAIL FROM's 300 s become 3 s.
+const TIMEOUT_SCALE: &str = "0.01";
+/// What a busy test machine may add to a bound.
+const MARGIN: Duration = Duration::from_secs(15);
 
 const SEND: [&str; 8] = [
     "-vv",
@@ -112,6 +123,25 @@ impl HostileSmtp {
             .take_while(|path| path.exists())
             .map(|path| fs::read(path).unwrap())
             .collect()
+    }
+
+    /// A plaintext sender without a login, its SMTP bounds scaled by [`TIMEOUT_SCALE`].
+    fn plaintext_sender(&self) -> Scan2xMail {
+        let settings = format!(
+            "[senders.relay]\nplugin = \"smtp\"\nhost = \"127.0.0.1\"\nport = {}\nenable_ssl = false\nemail_address = \"scanner@example.test\"\n",
+            self.port
+        );
+        Scan2xMail::new(&settings).env(TIMEOUT_SCALE_ENV, TIMEOUT_SCALE)
+    }
+
+    /// The command lines the server heard, without the TLS flag.
+    fn lines(&self) -> Vec<String> {
+        self.commands().into_iter().map(|(_, line)| line).collect()
+    }
+
+    /// Whether the client had closed the connection the server stopped answering.
+    fn saw_close(&self) -> bool {
+        self.dir().join("closed.log").exists()
     }
 
     /// A STARTTLS sender (the default) with a login, trusting the server's CA.
@@ -258,5 +288,157 @@ fn a_plugins_bare_lf_dot_line_is_dot_stuffed_and_smuggles_no_second_message() {
         mails,
         ["MAIL FROM:<a@example.test>"],
         "no smuggled transaction"
+    );
+}
+
+/// The binary's run of `scan2x-mail send`, and how long it took.
+fn timed(sender: &Scan2xMail) -> (crate::support::binary::Run, Duration) {
+    let started = Instant::now();
+    let run = sender.run(SEND);
+    (run, started.elapsed())
+}
+
+#[track_caller]
+fn assert_within(took: Duration, bound: Duration, run: &crate::support::binary::Run) {
+    assert!(
+        took < bound + MARGIN,
+        "took {took:?}, more than the bound {bound:?} plus {MARGIN:?}: {run}"
+    );
+}
+
+#[test]
+fn a_server_that_never_answers_mail_from_is_temporary_within_the_bound() {
+    let server = HostileSmtp::start("stall-after-greeting");
+    let (run, took) = timed(&server.plaintext_sender());
+    run.assert_code(7);
+    assert!(
+        run.stderr.contains(&format!(
+            "timed out after 3 s waiting for 127.0.0.1:{} to answer MAIL FROM",
+            server.port
+        )),
+        "the text names the step and its bound: {run}"
+    );
+    assert_within(took, Duration::from_secs(3), &run);
+    let lines = server.lines();
+    assert!(
+        lines.len() == 2
+            && lines[0].starts_with("EHLO ")
+            && lines[1].starts_with("MAIL FROM:<scanner@example.test>"),
+        "EHLO and MAIL FROM, and no QUIT into the silence: {lines:?}"
+    );
+    assert!(server.saw_close(), "the host dropped the connection");
+}
+
+#[test]
+fn a_server_that_never_answers_rcpt_to_is_temporary_within_the_bound() {
+    let server = HostileSmtp::start("stall-at-rcpt");
+    let (run, took) = timed(&server.plaintext_sender());
+    run.assert_code(7);
+    assert!(
+        run.stderr.contains(&format!(
+            "timed out after 3 s waiting for 127.0.0.1:{} to answer RCPT TO",
+            server.port
+        )),
+        "the text names the step and its bound: {run}"
+    );
+    assert_within(took, Duration::from_secs(3), &run);
+    let lines = server.lines();
+    assert_eq!(
+        lines.last().map(String::as_str),
+        Some("RCPT TO:<b@example.test>"),
+        "nothing after the unanswered RCPT TO, not even QUIT: {lines:?}"
+    );
+    assert!(server.saw_close(), "the host dropped the connection");
+}
+
+#[test]
+fn a_server_that_never_answers_the_final_dot_is_temporary_and_says_the_mail_may_have_arrived() {
+    let server = HostileSmtp::start("stall-at-data-end");
+    let (run, took) = timed(&server.plaintext_sender());
+    run.assert_code(7);
+    assert!(
+        run.stderr.contains(&format!(
+            "timed out after 6 s waiting for 127.0.0.1:{} to answer the end of the message",
+            server.port
+        )) && run
+            .stderr
+            .contains("the whole message was sent; whether the server accepted it is unknown"),
+        "the text names the step, its bound, and that the mail may have been delivered: {run}"
+    );
+    assert_within(took, Duration::from_secs(6), &run);
+    assert_eq!(server.data().len(), 1, "the server read the whole message");
+    let lines = server.lines();
+    assert_eq!(
+        lines.last().map(String::as_str),
+        Some("DATA"),
+        "nothing after the message, not even QUIT: {lines:?}"
+    );
+    assert!(server.saw_close(), "the host dropped the connection");
+}
+
+#[test]
+fn a_quit_never_answered_still_sends_within_a_few_seconds() {
+    let server = HostileSmtp::start("quit-never-answered");
+    // The real bounds: QUIT's own 5 s, not a test's scale.
+    let sender = server.plaintext_sender().env(TIMEOUT_SCALE_ENV, "1");
+    let (run, took) = timed(&sender);
+    run.assert_code(0);
+    assert_within(took, Duration::from_secs(5), &run);
+    assert_eq!(server.data().len(), 1, "the message was delivered");
+    assert_eq!(
+        server.lines().last().map(String::as_str),
+        Some("QUIT"),
+        "{:?}",
+        server.lines()
+    );
+    assert!(server.saw_close(), "the host dropped the connection");
+}
+
+#[test]
+fn starttls_refused_with_454_is_temporary_and_sends_no_credential() {
+    let server = HostileSmtp::start("starttls-454");
+    let (run, took) = timed(&server.sender());
+    run.assert_code(7);
+    assert!(
+        run.stderr.contains("454") && !run.stderr.contains("ca_file"),
+        "the server's 454 is said, and no ca_file advice: {run}"
+    );
+    assert_within(took, Duration::ZERO, &run);
+    let commands = server.commands();
+    assert_eq!(
+        commands.last().map(|(_, l)| l.as_str()),
+        Some("STARTTLS"),
+        "nothing after the refused STARTTLS: {commands:?}"
+    );
+    assert!(commands.iter().all(|(tls, _)| !tls), "{commands:?}");
+}
+
+#[test]
+fn a_tls_handshake_the_server_cuts_off_is_temporary() {
+    let server = HostileSmtp::start("starttls-cut");
+    let (run, took) = timed(&server.sender());
+    run.assert_code(7);
+    assert!(
+        run.stderr
+            .contains(&format!("TLS with 127.0.0.1:{} failed", server.port))
+            && !run.stderr.contains("ca_file"),
+        "a cut handshake names TLS, and no ca_file advice: {run}"
+    );
+    assert_within(took, Duration::ZERO, &run);
+}
+
+#[test]
+fn a_certificate_the_roots_do_not_vouch_for_stays_a_settings_problem_naming_ca_file() {
+    let server = HostileSmtp::start("starttls");
+    // The sender without the server's CA: the handshake finds an unknown issuer.
+    let run = Scan2xMail::new(&SmtpSender::new(server.port).toml())
+        .env(PASSWORD_ENV, PASSWORD)
+        .credentials(USER, PASSWORD)
+        .run(SEND);
+    run.assert_code(3);
+    assert!(run.stderr.contains("ca_file"), "{run}");
+    assert!(
+        server.commands().iter().all(|(tls, _)| !tls),
+        "nothing was sent inside the TLS that failed"
     );
 }

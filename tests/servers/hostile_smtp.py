@@ -8,6 +8,16 @@ on the path before TLS) misbehaves on purpose. Python standard library only.
 | long-multiline | a normal greeting, then to EHLO endless "250-" continuation lines, up to --limit |
 | starttls-inject | offers STARTTLS; answers it with "220 Ready\\r\\n250 fake\\r\\n" in one write, then does TLS and accepts everything |
 | reflect | a plaintext server that accepts mail and records the raw DATA bytes; it takes a bare LF "." line as the end of DATA, as servers open to SMTP smuggling do |
+| stall-after-greeting | plaintext; greets, answers EHLO, and never answers MAIL FROM |
+| stall-at-rcpt | plaintext; answers up to MAIL FROM, never answers RCPT TO |
+| stall-at-data-end | plaintext; answers DATA with 354, reads the whole message, never answers its final "." |
+| quit-never-answered | plaintext; accepts the message, never answers QUIT |
+| starttls | a well-behaved STARTTLS server (with --cert and --key) that accepts everything: for a client that does not trust its CA |
+| starttls-454 | offers STARTTLS and answers it "454 4.7.0 TLS not available due to temporary reason" |
+| starttls-cut | offers STARTTLS, answers it "220 Ready", then closes the socket before any handshake |
+
+A server that "never answers" keeps reading (and logging) what the client sends until the client
+closes, so a test sees what the client sent after the stall, and when it gave up.
 
 It listens on 127.0.0.1 only, on a free port it prints as "READY <port>". It writes into --dir:
 `commands.log` (one JSON line per command line heard: conn, tls, line; AUTH data as sent),
@@ -29,7 +39,9 @@ CHUNK = 64 * 1024
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--mode", required=True,
-                        choices=["endless-greeting", "long-multiline", "starttls-inject", "reflect"])
+                        choices=["endless-greeting", "long-multiline", "starttls-inject", "reflect",
+                                 "stall-after-greeting", "stall-at-rcpt", "stall-at-data-end",
+                                 "quit-never-answered", "starttls", "starttls-454", "starttls-cut"])
     parser.add_argument("--dir", required=True)
     parser.add_argument("--cert")
     parser.add_argument("--key")
@@ -126,6 +138,19 @@ class Session:
             elif verb == "STARTTLS" and mode == "starttls-inject" and not self.tls:
                 self.send(b"220 Ready\r\n250 fake\r\n")
                 self.starttls()
+            elif verb == "STARTTLS" and mode == "starttls" and not self.tls:
+                self.send(b"220 Ready\r\n")
+                self.starttls()
+            elif verb == "STARTTLS" and mode == "starttls-454":
+                self.send(b"454 4.7.0 TLS not available due to temporary reason\r\n")
+            elif verb == "STARTTLS" and mode == "starttls-cut":
+                self.send(b"220 Ready\r\n")
+                self.sock.shutdown(socket.SHUT_RDWR)
+                return
+            elif (verb, mode) in (("MAIL", "stall-after-greeting"), ("RCPT", "stall-at-rcpt"),
+                                  ("QUIT", "quit-never-answered")):
+                self.silent()
+                return
             elif verb == "AUTH":
                 if len(line.split(" ")) < 3:
                     self.send(b"334 \r\n")
@@ -133,7 +158,9 @@ class Session:
                 self.send(b"235 2.7.0 Authentication successful\r\n")
             elif verb == "DATA":
                 self.send(b"354 End data with <CR><LF>.<CR><LF>\r\n")
-                self.data()
+                if not self.data(answer=mode != "stall-at-data-end"):
+                    self.silent()
+                    return
             elif verb == "QUIT":
                 self.send(b"221 Bye\r\n")
                 return
@@ -142,7 +169,8 @@ class Session:
 
     def ehlo(self):
         lines = ["hostile.test", "8BITMIME", "SMTPUTF8"]
-        if self.server.args.mode == "starttls-inject":
+        if self.server.args.mode in ("starttls-inject", "starttls", "starttls-454",
+                                      "starttls-cut"):
             lines += ["AUTH PLAIN LOGIN"] if self.tls else ["STARTTLS"]
         reply = "".join(f"250-{l}\r\n" for l in lines[:-1]) + f"250 {lines[-1]}\r\n"
         self.send(reply.encode())
@@ -154,8 +182,15 @@ class Session:
         self.tls = True
         self.buf = b""
 
-    def data(self):
-        """Raw bytes up to a line "." ended by CRLF or by a bare LF (as a lenient server would)."""
+    def silent(self):
+        """Answer nothing more: read and log lines until the client closes."""
+        while self.line() is not None:
+            pass
+        self.server.log("closed.log", {"conn": self.conn})
+
+    def data(self, answer=True):
+        """Raw bytes up to a line "." ended by CRLF or by a bare LF (as a lenient server would);
+        True once the message is stored and, if `answer`, its 250 sent."""
         data = b""
         while True:
             found = [(at, end) for end in (b"\r\n.\r\n", b"\n.\n", b"\n.\r\n", b"\r\n.\n")
@@ -168,12 +203,14 @@ class Session:
                     n = self.server.messages
                 with open(os.path.join(self.server.args.dir, f"data-{n}.bin"), "wb") as f:
                     f.write(whole)
+                if not answer:
+                    return False
                 self.send(f"250 2.0.0 Ok: queued as {n}\r\n".encode())
-                return
+                return True
             chunk = self.buf or self.sock.recv(CHUNK)
             self.buf = b""
             if not chunk:
-                return
+                return True
             data += chunk
 
 

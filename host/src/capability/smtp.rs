@@ -11,6 +11,26 @@
 //! | AUTH | PLAIN or LOGIN, and only once the host itself has TLS up |
 //! | RCPT | each recipient on its own: refusals are reported per recipient |
 //! | replies | 4xx → `temporary`, 5xx → `rejected` (`auth-failed` for AUTH and 530); over the cap → `temporary` |
+//! | waits | every one bounded ([`Timeouts`], below); a step that runs out is `temporary` and names the step and its bound |
+//!
+//! Every wait on the server has a bound, RFC 5321 §4.5.3.2's where it gives one:
+//!
+//! | step | bound | why |
+//! |---|---|---|
+//! | TCP connect, TLS from the first byte, greeting, EHLO, STARTTLS's clear part | 30 s together | shorter than the RFC's 5 min for the greeting: a submission server greets at once, and one that does not should let failover move the email on |
+//! | STARTTLS handshake and the EHLO inside TLS | 60 s | no RFC value; a handshake is a few round trips |
+//! | AUTH | 60 s | no RFC value (RFC 4954 gives none); a submission server answers at once |
+//! | MAIL FROM | 5 min | RFC 5321 (servers may check the sender's domain in DNS) |
+//! | each RCPT TO | 5 min | RFC 5321 |
+//! | DATA, until its `354` | 2 min | RFC 5321 "DATA initiation" |
+//! | each piece of the message written (at most 1 MiB) | 3 min | RFC 5321 "data block" |
+//! | the answer to the final `.` | 10 min | RFC 5321 "DATA termination": the server may scan the message before it answers |
+//! | QUIT | 5 s | the mail is sent; the answer changes nothing, and then the connection is dropped |
+//!
+//! After a step ran out of its bound the connection is dropped at once: no QUIT is sent into a
+//! silence. After a refused step, QUIT gets its 5 s. `SCAN2X_MAIL_SMTP_TIMEOUT_SCALE` (a factor
+//! from 0.001 to 1, read when a sender loads) shortens every bound alike; the tests use it so a
+//! stalled server costs them seconds, and an operator may use it to fail over sooner.
 //!
 //! lettre's client does the SMTP dialogue on a stream the host hands it (`connect_with_transport`),
 //! so every byte either way passes [`reader::Guarded`]. Certificates are always verified: the
@@ -18,12 +38,16 @@
 //! logs or formats a password.
 
 mod reader;
+mod timeouts;
 mod tls;
+
+pub use self::timeouts::Timeouts;
 
 pub use self::tls::TlsCache;
 
 use std::future::Future;
-use std::time::Duration;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use lettre::Address;
 use lettre::transport::smtp::Error as SmtpError;
@@ -33,17 +57,12 @@ use lettre::transport::smtp::commands::{Data, Mail, Rcpt};
 use lettre::transport::smtp::extension::{ClientId, Extension, MailBodyParameter, MailParameter};
 use lettre::transport::smtp::response::Response;
 
-use super::blobs::MessageText;
+use super::blobs::{MessageText, Pieces};
 use super::secrets::secret_value;
 use super::{HostState, SenderContext, error_chain, scrubbed, temporary};
 use crate::secret::Secret;
 use crate::wit::smtp::{Envelope, Host, SendReport};
 use crate::wit::types::{Credentials, Endpoint, MessagePart, RefusedRecipient, SendError, TlsMode};
-
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
-const COMMAND_TIMEOUT: Duration = Duration::from_secs(60);
-/// Transferring the message: a 30 MB scan over a slow uplink takes a while.
-const DATA_TIMEOUT: Duration = Duration::from_secs(600);
 
 impl Host for HostState {
     async fn send(
@@ -141,7 +160,14 @@ enum Stage {
     Tls,
     Auth,
     Mail,
+    Rcpt,
+    /// The DATA command, until its `354`.
     Data,
+    /// Writing a piece of the message.
+    DataBlock,
+    /// The final `.` written, its answer awaited. issue 13: uncertain — the message may have
+    /// been delivered when this step fails.
+    DataEnd,
 }
 
 impl Stage {
@@ -151,10 +177,49 @@ impl Stage {
             Stage::Tls => "securing the connection to",
             Stage::Auth => "authenticating with",
             Stage::Mail => "starting the transaction with",
-            Stage::Data => "transferring the message to",
+            Stage::Rcpt => "naming the recipients to",
+            Stage::Data => "starting the message transfer with",
+            Stage::DataBlock => "transferring the message to",
+            Stage::DataEnd => "waiting for the answer to the message from",
+        }
+    }
+
+    /// The bound this step waits at most.
+    fn bound(self, timeouts: &Timeouts) -> Duration {
+        match self {
+            Stage::Connect => timeouts.connect,
+            Stage::Tls => timeouts.tls,
+            Stage::Auth => timeouts.auth,
+            Stage::Mail => timeouts.mail,
+            Stage::Rcpt => timeouts.rcpt,
+            Stage::Data => timeouts.data,
+            Stage::DataBlock => timeouts.data_block,
+            Stage::DataEnd => timeouts.data_end,
+        }
+    }
+
+    /// What a step that ran out of its bound says: the step, the bound, and for the final
+    /// `.` that the message may have arrived.
+    fn timed_out(self, at: &str, bound: Duration) -> String {
+        let after = format!("timed out after {}", timeouts::seconds(bound));
+        match self {
+            Stage::Connect | Stage::Tls | Stage::Auth => format!("{after} {} {at}", self.doing()),
+            Stage::Mail => format!("{after} waiting for {at} to answer MAIL FROM"),
+            Stage::Rcpt => format!("{after} waiting for {at} to answer RCPT TO"),
+            Stage::Data => format!("{after} waiting for {at} to answer DATA"),
+            Stage::DataBlock => {
+                format!("{after} writing the message to {at}: the server stopped reading it")
+            }
+            // issue 13: uncertain
+            Stage::DataEnd => format!(
+                "{after} waiting for {at} to answer the end of the message (the final \".\"): {UNCERTAIN}"
+            ),
         }
     }
 }
+
+/// Said when the final `.` went out and no answer came back. issue 13: uncertain
+const UNCERTAIN: &str = "the whole message was sent; whether the server accepted it is unknown";
 
 /// What an lettre error says, as plain data (lettre's errors can't be built outside lettre,
 /// so the decision below is made on this and tested on it).
@@ -202,10 +267,22 @@ fn classify(stage: Stage, at: &str, facts: &ErrorFacts) -> SendError {
     if facts.timeout {
         return temporary(format!("timed out {} {at}: {what}", stage.doing()));
     }
-    if facts.tls || stage == Stage::Tls {
+    if facts.tls {
         return SendError::InvalidSettings(format!(
             "TLS with {at} failed: {what}; if the server's certificate comes from a private CA, \
              trust it with ca_file"
+        ));
+    }
+    if let Some(code) = facts.code
+        && stage == Stage::Tls
+    {
+        // An answer to STARTTLS: 454 is the server's "not now"; a 5xx is "never", and
+        // enable_ssl requires it on this port.
+        if (400..500).contains(&code) {
+            return temporary(format!("{at} refused STARTTLS for now: {what}"));
+        }
+        return SendError::InvalidSettings(format!(
+            "{at} refused STARTTLS, which enable_ssl requires on this port: {what}"
         ));
     }
     if let Some(code) = facts.code {
@@ -225,37 +302,150 @@ fn classify(stage: Stage, at: &str, facts: &ErrorFacts) -> SendError {
         }
         return SendError::InvalidMessage(format!("{at}: {what}"));
     }
+    if stage == Stage::DataEnd {
+        // issue 13: uncertain
+        return temporary(format!(
+            "failed {} {at}: {what}; {UNCERTAIN}",
+            stage.doing()
+        ));
+    }
     temporary(format!("failed {} {at}: {what}", stage.doing()))
 }
 
-async fn step<T>(
-    stage: Stage,
-    endpoint: &Endpoint,
-    limit: Duration,
-    work: impl Future<Output = Result<T, SmtpError>>,
-) -> Result<T, SendError> {
-    within(stage, endpoint, limit, async {
-        work.await.map_err(|e| map_error(stage, endpoint, &e))
-    })
-    .await
+/// The waits of one SMTP session: each step within its bound, and whether one ran out (then
+/// the server stopped talking, and [`Waits::close`] sends it nothing more).
+struct Waits<'a> {
+    endpoint: &'a Endpoint,
+    timeouts: &'a Timeouts,
+    stalled: bool,
 }
 
-/// `work`, or a `temporary` error naming the step when it takes longer than `limit`.
-async fn within<T>(
-    stage: Stage,
-    endpoint: &Endpoint,
-    limit: Duration,
-    work: impl Future<Output = Result<T, SendError>>,
-) -> Result<T, SendError> {
-    match tokio::time::timeout(limit, work).await {
-        Ok(result) => result,
-        Err(_) => Err(temporary(format!(
-            "timed out after {} s {} {}:{}",
-            limit.as_secs(),
-            stage.doing(),
-            endpoint.host,
-            endpoint.port
-        ))),
+impl<'a> Waits<'a> {
+    fn new(ctx: &'a SenderContext, endpoint: &'a Endpoint) -> Self {
+        Waits {
+            endpoint,
+            timeouts: &ctx.smtp_timeouts,
+            stalled: false,
+        }
+    }
+
+    fn at(&self) -> String {
+        format!("{}:{}", self.endpoint.host, self.endpoint.port)
+    }
+
+    /// `work`, or a `temporary` error naming the step and its bound when it takes longer.
+    async fn within<T>(
+        &mut self,
+        stage: Stage,
+        work: impl Future<Output = Result<T, SendError>>,
+    ) -> Result<T, SendError> {
+        let bound = stage.bound(self.timeouts);
+        match tokio::time::timeout(bound, work).await {
+            Ok(result) => result,
+            Err(_) => {
+                self.stalled = true;
+                Err(temporary(stage.timed_out(&self.at(), bound)))
+            }
+        }
+    }
+
+    /// One of lettre's steps within its bound, its error mapped.
+    async fn step<T>(
+        &mut self,
+        stage: Stage,
+        work: impl Future<Output = Result<T, SmtpError>>,
+    ) -> Result<T, SendError> {
+        let endpoint = self.endpoint;
+        self.within(stage, async {
+            work.await.map_err(|e| map_error(stage, endpoint, &e))
+        })
+        .await
+    }
+
+    /// The end of a session: QUIT within its bound (lettre's `abort` after a refusal, which
+    /// waits for QUIT's answer without a bound of its own), then the connection is dropped.
+    /// After a step that ran out of its bound, nothing is sent: the server stopped talking.
+    async fn close(&self, mut conn: AsyncSmtpConnection, failed: bool) {
+        if self.stalled {
+            return;
+        }
+        let quit = async {
+            if failed {
+                conn.abort().await;
+            } else {
+                let _ = conn.quit().await;
+            }
+        };
+        if tokio::time::timeout(self.timeouts.quit, quit)
+            .await
+            .is_err()
+        {
+            tracing::debug!(
+                "smtp: {} did not answer QUIT within {}; the connection was dropped",
+                self.at(),
+                timeouts::seconds(self.timeouts.quit)
+            );
+        }
+    }
+}
+
+/// The message's pieces, each one's write given the data-block bound from the moment lettre
+/// takes it, and the final `.` with its answer the DATA-termination bound once none is left.
+struct Watched<'a> {
+    pieces: Pieces<'a>,
+    watch: Arc<Mutex<(Stage, Instant)>>,
+    timeouts: Timeouts,
+}
+
+impl<'a> Iterator for Watched<'a> {
+    type Item = <Pieces<'a> as Iterator>::Item;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        let piece = self.pieces.next();
+        let stage = match piece {
+            Some(_) => Stage::DataBlock,
+            None => Stage::DataEnd,
+        };
+        let deadline = Instant::now() + stage.bound(&self.timeouts);
+        *self.watch.lock().unwrap_or_else(|e| e.into_inner()) = (stage, deadline);
+        piece
+    }
+}
+
+/// The message after the `354`: lettre writes the pieces and the final `.` and reads the
+/// answer; the deadline moves on with each piece, so a slow upload of a large scan is never
+/// cut while it progresses, and a server that stops reading or answering is.
+async fn transfer_message(
+    waits: &mut Waits<'_>,
+    conn: &mut AsyncSmtpConnection,
+    message: &MessageText,
+) -> Result<Response, SendError> {
+    let first = Instant::now() + Stage::DataBlock.bound(waits.timeouts);
+    let watch = Arc::new(Mutex::new((Stage::DataBlock, first)));
+    let pieces = Watched {
+        pieces: message.pieces(),
+        watch: watch.clone(),
+        timeouts: *waits.timeouts,
+    };
+    let now = |watch: &Mutex<(Stage, Instant)>| *watch.lock().unwrap_or_else(|e| e.into_inner());
+    let mut sending = std::pin::pin!(conn.message_iter(pieces));
+    loop {
+        let (_, deadline) = now(&watch);
+        tokio::select! {
+            result = &mut sending => {
+                let (stage, _) = now(&watch);
+                return result.map_err(|e| map_error(stage, waits.endpoint, &e));
+            }
+            () = tokio::time::sleep_until(deadline.into()) => {
+                let (stage, deadline) = now(&watch);
+                if deadline <= Instant::now() {
+                    waits.stalled = true;
+                    return Err(temporary(
+                        stage.timed_out(&waits.at(), stage.bound(waits.timeouts)),
+                    ));
+                }
+            }
+        }
     }
 }
 
@@ -318,6 +508,7 @@ enum Opened {
 /// Connects, secures and authenticates as the endpoint and credentials say.
 async fn connect(
     ctx: &SenderContext,
+    waits: &mut Waits<'_>,
     endpoint: &Endpoint,
     login: Option<&(String, Secret)>,
 ) -> Result<Connection, SendError> {
@@ -325,39 +516,42 @@ async fn connect(
     let hello = ClientId::default();
     let lettre_error = |e: SmtpError| map_error(Stage::Connect, endpoint, &e);
     // TCP (and TLS from the first byte, or the clear part of STARTTLS) within the connect
-    // limit; the STARTTLS handshake and the EHLO inside TLS within a command's, as before.
-    let opened = within(Stage::Connect, endpoint, CONNECT_TIMEOUT, async {
-        let (tcp, socket) = open_tcp(ctx, endpoint)
-            .await
-            .map_err(|e| connect_error(endpoint, &e))?;
-        let peer = tcp.peer_addr().map_err(|e| connect_error(endpoint, &e))?;
-        Ok(match endpoint.tls {
-            TlsMode::ImplicitTls => {
-                let tls = tls::handshake(ctx, endpoint, &at, tcp).await?;
-                let stream = reader::Guarded::new(tls, peer);
-                let conn = AsyncSmtpConnection::connect_with_transport(Box::new(stream), &hello)
-                    .await
-                    .map_err(lettre_error)?;
-                // No TCP_NODELAY here, as when lettre opened these connections itself.
-                Opened::Ready(Box::new(conn), None)
-            }
-            TlsMode::Plaintext => {
-                let stream = reader::Guarded::new(tcp, peer);
-                let conn = AsyncSmtpConnection::connect_with_transport(Box::new(stream), &hello)
-                    .await
-                    .map_err(lettre_error)?;
-                Opened::Ready(Box::new(conn), Some(socket))
-            }
-            TlsMode::Starttls => {
-                Opened::Starttls(tls::starttls(tcp, peer, &at, &hello).await?, peer, socket)
-            }
+    // bound; the STARTTLS handshake and the EHLO inside TLS within the TLS bound.
+    let opened = waits
+        .within(Stage::Connect, async {
+            let (tcp, socket) = open_tcp(ctx, endpoint)
+                .await
+                .map_err(|e| connect_error(endpoint, &e))?;
+            let peer = tcp.peer_addr().map_err(|e| connect_error(endpoint, &e))?;
+            Ok(match endpoint.tls {
+                TlsMode::ImplicitTls => {
+                    let tls = tls::handshake(ctx, endpoint, &at, tcp).await?;
+                    let stream = reader::Guarded::new(tls, peer);
+                    let conn =
+                        AsyncSmtpConnection::connect_with_transport(Box::new(stream), &hello)
+                            .await
+                            .map_err(lettre_error)?;
+                    // No TCP_NODELAY here, as when lettre opened these connections itself.
+                    Opened::Ready(Box::new(conn), None)
+                }
+                TlsMode::Plaintext => {
+                    let stream = reader::Guarded::new(tcp, peer);
+                    let conn =
+                        AsyncSmtpConnection::connect_with_transport(Box::new(stream), &hello)
+                            .await
+                            .map_err(lettre_error)?;
+                    Opened::Ready(Box::new(conn), Some(socket))
+                }
+                TlsMode::Starttls => {
+                    Opened::Starttls(tls::starttls(tcp, peer, &at, &hello).await?, peer, socket)
+                }
+            })
         })
-    })
-    .await?;
+        .await?;
     let (mut conn, socket) = match opened {
         Opened::Ready(conn, socket) => (*conn, socket),
         Opened::Starttls(tcp, peer, socket) => {
-            let secured = within(Stage::Tls, endpoint, COMMAND_TIMEOUT, async {
+            let secured = waits.within(Stage::Tls, async {
                 let tls = tls::handshake(ctx, endpoint, &at, tcp).await?;
                 tls::lettre_after_starttls(tls, peer, &hello)
                     .await
@@ -382,7 +576,7 @@ async fn connect(
     }
     if let Some((username, password)) = login {
         if !encrypted {
-            conn.abort().await;
+            waits.close(conn, true).await;
             return Err(SendError::InvalidSettings(
                 "credentials are never sent over plaintext: turn on enable_ssl, or remove username and password"
                     .into(),
@@ -390,8 +584,8 @@ async fn connect(
         }
         let credentials = SmtpCredentials::new(username.clone(), password.expose().to_string());
         let auth = conn.auth(&[Mechanism::Plain, Mechanism::Login], &credentials);
-        if let Err(e) = step(Stage::Auth, endpoint, COMMAND_TIMEOUT, auth).await {
-            conn.abort().await;
+        if let Err(e) = waits.step(Stage::Auth, auth).await {
+            waits.close(conn, true).await;
             return Err(e);
         }
     }
@@ -408,10 +602,8 @@ async fn verify(
     endpoint: &Endpoint,
     login: Option<&(String, Secret)>,
 ) -> Result<String, SendError> {
-    let Connection {
-        mut conn,
-        encrypted,
-    } = connect(ctx, endpoint, login).await?;
+    let mut waits = Waits::new(ctx, endpoint);
+    let Connection { conn, encrypted } = connect(ctx, &mut waits, endpoint, login).await?;
     let server = conn.server_info().name().to_string();
     let tls = if encrypted { "TLS" } else { "no TLS" };
     let auth = if login.is_some() {
@@ -419,7 +611,7 @@ async fn verify(
     } else {
         "no login"
     };
-    let _ = tokio::time::timeout(COMMAND_TIMEOUT, conn.quit()).await;
+    waits.close(conn, false).await;
     Ok(format!(
         "{}:{}: connected ({server}), {tls}, {auth}; no mail sent",
         endpoint.host, endpoint.port
@@ -449,18 +641,15 @@ async fn send(
             "the envelope has no recipients".into(),
         ));
     }
-    let mut conn = connect(ctx, endpoint, login).await?.conn;
-    let result = transfer(&mut conn, endpoint, from, &recipients, message).await;
-    match &result {
-        Ok(_) => {
-            let _ = tokio::time::timeout(COMMAND_TIMEOUT, conn.quit()).await;
-        }
-        Err(_) => conn.abort().await,
-    }
+    let mut waits = Waits::new(ctx, endpoint);
+    let mut conn = connect(ctx, &mut waits, endpoint, login).await?.conn;
+    let result = transfer(&mut waits, &mut conn, endpoint, from, &recipients, message).await;
+    waits.close(conn, result.is_err()).await;
     result
 }
 
 async fn transfer(
+    waits: &mut Waits<'_>,
     conn: &mut AsyncSmtpConnection,
     endpoint: &Endpoint,
     from: Address,
@@ -483,35 +672,25 @@ async fn transfer(
     if !message.is_ascii() && info.supports_feature(Extension::EightBitMime) {
         parameters.push(MailParameter::Body(MailBodyParameter::EightBitMime));
     }
-    step(
-        Stage::Mail,
-        endpoint,
-        COMMAND_TIMEOUT,
-        conn.command(Mail::new(Some(from), parameters)),
-    )
-    .await?;
+    waits
+        .step(Stage::Mail, conn.command(Mail::new(Some(from), parameters)))
+        .await?;
 
     let mut accepted = Vec::new();
     let mut refused = Vec::new();
     let mut any_temporary = false;
     for (text, address) in recipients {
         let rcpt = conn.command(Rcpt::new(address.clone(), vec![]));
-        match tokio::time::timeout(COMMAND_TIMEOUT, rcpt).await {
-            Ok(Ok(_)) => accepted.push(text.clone()),
-            Ok(Err(e)) if e.status().is_some() => {
+        match waits.within(Stage::Rcpt, async { Ok(rcpt.await) }).await? {
+            Ok(_) => accepted.push(text.clone()),
+            Err(e) if e.status().is_some() => {
                 any_temporary |= e.is_transient();
                 refused.push(RefusedRecipient {
                     address: text.clone(),
                     reason: error_chain(&e),
                 });
             }
-            Ok(Err(e)) => return Err(map_error(Stage::Mail, endpoint, &e)),
-            Err(_) => {
-                return Err(temporary(format!(
-                    "timed out waiting for {}:{} to answer RCPT",
-                    endpoint.host, endpoint.port
-                )));
-            }
+            Err(e) => return Err(map_error(Stage::Rcpt, endpoint, &e)),
         }
     }
     if accepted.is_empty() {
@@ -526,12 +705,11 @@ async fn transfer(
             SendError::Rejected(reason)
         });
     }
-    step(Stage::Data, endpoint, COMMAND_TIMEOUT, conn.command(Data)).await?;
+    waits.step(Stage::Data, conn.command(Data)).await?;
     // In pieces of at most 1 MiB, attachments encoded as they are reached: lettre copies what it
     // is given to dot-stuff it, and a piece at a time keeps that copy small, where the whole
     // message would be a second copy (≈41 MB for a 30 MB scan).
-    let pieces = conn.message_iter(message.pieces());
-    let reply = step(Stage::Data, endpoint, DATA_TIMEOUT, pieces).await?;
+    let reply = transfer_message(waits, conn, message).await?;
     Ok(SendReport {
         accepted,
         refused,
@@ -609,6 +787,33 @@ mod tests {
         assert!(
             matches!(&e, SendError::InvalidSettings(m) if m.contains("ca_file")),
             "{e:?}"
+        );
+    }
+
+    #[test]
+    fn starttls_refused_for_now_is_temporary_and_refused_for_good_is_a_settings_problem() {
+        assert_eq!(
+            kind(&classify(Stage::Tls, "mx:587", &reply(454))),
+            "temporary"
+        );
+        let never = classify(Stage::Tls, "mx:587", &reply(502));
+        assert!(
+            matches!(&never, SendError::InvalidSettings(m) if m.contains("enable_ssl") && !m.contains("ca_file")),
+            "{never:?}"
+        );
+    }
+
+    #[test]
+    fn a_stalled_step_names_itself_and_its_bound() {
+        let t = Timeouts::RFC_5321;
+        assert_eq!(
+            Stage::Mail.timed_out("mx:587", Stage::Mail.bound(&t)),
+            "timed out after 300 s waiting for mx:587 to answer MAIL FROM"
+        );
+        let end = Stage::DataEnd.timed_out("mx:587", Stage::DataEnd.bound(&t));
+        assert!(
+            end.starts_with("timed out after 600 s waiting for mx:587") && end.ends_with(UNCERTAIN),
+            "{end}"
         );
     }
 
