@@ -671,6 +671,7 @@ mod in_process {
             name: sender.context.name.clone(),
             gate: Gate::new(sender.context.name.clone(), grants),
             ca_pem: sender.context.ca_pem.clone(),
+            secret_uses: sender.context.secret_uses.clone(),
             ..SenderContext::default()
         });
         let error = runtime.send(&sender, &message(0)).await.unwrap_err();

@@ -81,7 +81,10 @@ fn the_vendor_plugin_is_listed_with_its_schema_and_network_needs() {
         sendgrid_wasm().to_string_lossy().as_ref()
     );
     assert_eq!(sendgrid["sha256"], sha256_of(&sendgrid_wasm()));
-    assert_eq!(sendgrid["network"], json!(["{api_url}"]));
+    assert_eq!(
+        sendgrid["network"],
+        json!(["{api_url}", "secret api_key header Authorization {api_url}"])
+    );
     assert_eq!(sendgrid["replaces"], Value::Null);
     let schema: Vec<(&str, &str, bool)> = sendgrid["settings"]
         .as_array()

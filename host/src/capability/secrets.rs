@@ -76,7 +76,7 @@ enum Use {
 }
 
 /// The declared places of a sender's secret settings, made when the sender loads.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 pub struct SecretUses {
     /// Setting key → its value and its declared uses (none declared: login only).
     by_key: BTreeMap<String, (Secret, Vec<Use>)>,
