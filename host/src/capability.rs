@@ -96,7 +96,8 @@ pub struct HostState {
     pub(crate) limits: StoreLimits,
     pub(crate) sender: Arc<SenderContext>,
     pub(crate) log: log::LogBudget,
-    /// Time this call spent waiting on host I/O, which does not count as the plugin's CPU time.
+    /// Wall time this call spent in host I/O. Only platforms without a per-thread CPU clock
+    /// read it: their CPU limit is the call's elapsed time minus this (`runtime::cpu`).
     pub(crate) host_io: std::time::Duration,
     /// What the plugin wrote to stderr (a Rust panic writes its message there).
     stderr: MemoryOutputPipe,

@@ -5,15 +5,16 @@
 //! io, clocks, random and the cli basics with an empty environment. A plugin that imports
 //! anything else (filesystem, sockets, a newer WIT version) is refused at load with a message
 //! naming the import. Limits per call: memory ([`Limits::memory_bytes`]), guest CPU time
-//! ([`Limits::guest_cpu`], measured by epoch ticks minus time spent in host I/O) and wall-clock
-//! time for the whole call ([`Limits::call_wall`]). A trap or limit fails that call only.
+//! ([`Limits::guest_cpu`]: the CPU time the threads running the call used, checked on every
+//! epoch tick; see [`cpu`]) and wall-clock time for the whole call ([`Limits::call_wall`]). A trap or limit fails that call only.
 
 mod answers;
 pub mod cache;
+mod cpu;
 
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use wasmtime::component::{Component, Linker, ResourceTable};
 use wasmtime::{Config, Engine, Store, UpdateDeadline};
@@ -59,7 +60,8 @@ const EPOCH_TICK: Duration = Duration::from_millis(10);
 pub struct Limits {
     /// Linear memory of one instance, all memories together.
     pub memory_bytes: usize,
-    /// Time the plugin's own code may run in one call (host I/O not counted).
+    /// CPU time one call may use: the plugin's code and the host's capability work it asks
+    /// for; time spent waiting (on a server, for a CPU) is not counted.
     pub guest_cpu: Duration,
     /// The whole call, host I/O included.
     pub call_wall: Duration,
@@ -495,25 +497,28 @@ impl Runtime {
     ) -> Result<R, CallError> {
         let mut store = Store::new(&self.engine, HostState::new(context, limits.memory_bytes));
         store.limiter(|state| &mut state.limits);
-        let started = Instant::now();
+        let cpu = cpu::CallCpu::new();
+        let used = cpu.clone();
         let guest_cpu = limits.guest_cpu;
         store.epoch_deadline_callback(move |ctx| {
-            let host_io = ctx.data().host_io;
-            if started.elapsed().saturating_sub(host_io) > guest_cpu {
+            if used.used(ctx.data()) > guest_cpu {
                 wasmtime::bail!(
                     "the plugin's code ran for more than {} s",
                     guest_cpu.as_secs()
                 );
             }
-            // Yield to the async runtime on every tick, so the wall-clock limit can end a call.
+            // Yield to the async runtime on every tick: the poll ends, so its CPU time is
+            // counted, and the wall-clock limit can end a call.
             Ok(UpdateDeadline::Yield(1))
         });
         store.set_epoch_deadline(1);
-        let run = async {
+        let run = cpu.metered(async {
             let instance = plugin.pre.instantiate_async(&mut store).await?;
             work(&mut store, &instance).await
-        };
-        match tokio::time::timeout(limits.call_wall, run).await {
+        });
+        let finished = tokio::time::timeout(limits.call_wall, run).await;
+        tracing::debug!("the plugin call used {:?} of CPU", cpu.used(store.data()));
+        match finished {
             Ok(Ok(value)) => Ok(value),
             Ok(Err(e)) => {
                 let mut message = crash_message(&e, &limits);
