@@ -21,8 +21,10 @@
 pub use lettre::Address;
 use lettre::Message as MimeMessage;
 use lettre::address::Envelope as LettreEnvelope;
-use lettre::message::header::{ContentTransferEncoding, ContentType};
-use lettre::message::{Attachment as AttachmentPart, Body as EncodedBody, MultiPart, SinglePart};
+use lettre::message::header::{self, ContentTransferEncoding, ContentType};
+use lettre::message::{
+    Attachment as AttachmentPart, Body as EncodedBody, Mailboxes, MultiPart, SinglePart,
+};
 
 pub use crate::message::{Attachment, Content, InvalidMessage, Mailbox, Message};
 
@@ -189,14 +191,16 @@ fn build(
         .subject(one_line(&message.subject))
         .message_id(Some(message_id(&message.message_id)?))
         .date_now();
-    for m in to {
-        builder = builder.to(m);
+    // Each list is handed over whole: lettre's `to(m)` parses the header built so far again
+    // for every mailbox it adds, which made 4 000 recipients take seconds.
+    if !to.is_empty() {
+        builder = builder.header(header::To::from(Mailboxes::from(to)));
     }
-    for m in cc {
-        builder = builder.cc(m);
+    if !cc.is_empty() {
+        builder = builder.header(header::Cc::from(Mailboxes::from(cc)));
     }
-    for m in reply_to {
-        builder = builder.reply_to(m);
+    if !reply_to.is_empty() {
+        builder = builder.header(header::ReplyTo::from(Mailboxes::from(reply_to)));
     }
     // Bcc is deliberately never handed to the builder: it would only be dropped again, and a
     // later `keep_bcc()` would leak every blind recipient.
@@ -333,16 +337,11 @@ fn mailboxes(
 /// Each address once, first spelling and order kept. Compared case-insensitively: servers
 /// treat local parts that way in practice, and one person must not get the message twice.
 fn dedup<'a>(addresses: impl Iterator<Item = &'a Address>) -> Vec<Address> {
-    let mut seen: Vec<String> = Vec::new();
-    let mut out = Vec::new();
-    for address in addresses {
-        let key = address.to_string().to_lowercase();
-        if !seen.contains(&key) {
-            seen.push(key);
-            out.push(address.clone());
-        }
-    }
-    out
+    let mut seen = std::collections::HashSet::new();
+    addresses
+        .filter(|address| seen.insert(address.to_string().to_lowercase()))
+        .cloned()
+        .collect()
 }
 
 #[cfg(test)]
