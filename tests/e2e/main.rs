@@ -9,6 +9,7 @@
 //! | [`test_settings`] | `test` ("Test SMTP Settings"): success sends nothing; auth, network and TLS failures |
 //! | [`settings`] | settings-file errors: exit 3, the key and the line named |
 //! | [`leaks`] | servers that echo secrets, plugins that try to read or spread them or to make the host hold their memory or forge its output |
+//! | [`limits`] | the CPU limit counts CPU, not waiting; 10 000 recipients and 100 attachments within the default limit |
 //! | [`plugins`] | `plugins`: the built-in SMTP plugin and its settings |
 //! | [`cache`] | precompiled plugins: compiled once, then loaded |
 //! | [`secrets`] | passwords from a file or the environment never reach any output |
@@ -30,6 +31,7 @@ mod graph;
 mod hostile_servers;
 mod imap;
 mod leaks;
+mod limits;
 mod plugins;
 mod routing;
 mod sandbox;

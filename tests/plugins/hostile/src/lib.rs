@@ -6,6 +6,7 @@
 //! | `none` | nothing: answers with a receipt (the control) |
 //! | `smtp-elsewhere`, `http-elsewhere`, `imap-elsewhere` | to reach `127.0.0.1:{port + 1}`, which it was not granted |
 //! | `loop` | to spin forever |
+//! | `sleep` | nothing harmful: to wait 3 s of wall time on a timer, computing nothing (the CPU limit must not stop it) |
 //! | `alloc` | to allocate without end |
 //! | `trap`, `panic` | to crash |
 //! | `log-flood` | to write 200 000 log lines |
@@ -153,6 +154,11 @@ impl Guest for Hostile {
                 loop {
                     n = std::hint::black_box(n.wrapping_add(1));
                 }
+            }
+            "sleep" => {
+                // wasi's monotonic clock: the host waits on a timer, the plugin computes nothing.
+                std::thread::sleep(std::time::Duration::from_secs(3));
+                Ok(receipt("slept 3 s".into()))
             }
             "alloc" => {
                 let mut hoard: Vec<Vec<u8>> = Vec::new();
