@@ -4,8 +4,10 @@
 //! Composing that message took 40 s of CPU while lettre re-read its To header for every address
 //! and the envelope's duplicates were found by scanning the whole list.
 //!
-//! These tests must never send anywhere but the loopback test server; none of them is a timing
-//! test: each passes on a busy machine, and could not pass with the old behaviour at any speed.
+//! These tests must never send anywhere but the loopback test server. Neither is a timing test:
+//! each passes on a busy machine. The waiting plugin could not pass under the old limit (wall
+//! time minus host I/O) at any speed; the large message needed four times the default limit
+//! natively before any connection, more in the plugin.
 
 use crate::support::test_plugins::wasm;
 use crate::support::{
