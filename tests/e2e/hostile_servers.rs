@@ -442,3 +442,80 @@ fn a_certificate_the_roots_do_not_vouch_for_stays_a_settings_problem_naming_ca_f
         "nothing was sent inside the TLS that failed"
     );
 }
+
+#[test]
+fn failover_moves_the_email_on_from_a_server_that_stopped_answering() {
+    let stalled = HostileSmtp::start("stall-after-greeting");
+    let backup = HostileSmtp::start("reflect");
+    let sender = |name: &str, port: u16, extra: &str| {
+        format!(
+            "[senders.{name}]\nplugin = \"smtp\"\nhost = \"127.0.0.1\"\nport = {port}\nenable_ssl = false\nemail_address = \"scanner@example.test\"\n{extra}"
+        )
+    };
+    let settings = format!(
+        "failover = true\n{}{}",
+        sender("office", stalled.port, "preferred = true\n"),
+        sender("backup", backup.port, "")
+    );
+    let started = Instant::now();
+    let run = Scan2xMail::new(&settings)
+        .env(TIMEOUT_SCALE_ENV, TIMEOUT_SCALE)
+        .run([
+            "send",
+            "--json",
+            "--to",
+            "b@example.test",
+            "--subject",
+            "x",
+            "--text",
+            "x",
+        ]);
+    let took = started.elapsed();
+    run.assert_code(0);
+    let json = run.json();
+    assert_eq!(json["sender"], "backup", "{run}");
+    let attempts: Vec<String> = json["attempts"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no attempts in {run}"))
+        .iter()
+        .map(|a| {
+            format!(
+                "{} {}",
+                a["sender"].as_str().unwrap(),
+                a["result"].as_str().unwrap()
+            )
+        })
+        .collect();
+    assert_eq!(attempts, ["office temporary", "backup sent"], "{run}");
+    assert_within(took, Duration::from_secs(3), &run);
+    assert_eq!(backup.data().len(), 1, "the backup took the email");
+}
+
+#[test]
+fn a_server_that_stops_reading_the_message_is_temporary_within_the_data_block_bound() {
+    let server = HostileSmtp::start("stall-reading-data");
+    let sender = server.plaintext_sender();
+    // Far more than the loopback socket buffers hold, so lettre's writes block.
+    let scan: Vec<u8> = (0..24u32 << 20)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+        .collect();
+    let attachment = sender.write_file("scan.pdf", scan);
+    let started = Instant::now();
+    let mut args = SEND.map(std::ffi::OsString::from).to_vec();
+    args.extend(["--attach".into(), attachment.into_os_string()]);
+    let run = sender.run(args);
+    let took = started.elapsed();
+    run.assert_code(7);
+    assert!(
+        run.stderr.contains(&format!(
+            "timed out after 1.8 s writing the message to 127.0.0.1:{}: the server stopped reading it",
+            server.port
+        )),
+        "the text names the step and its bound: {run}"
+    );
+    assert_within(took, Duration::from_secs(2), &run);
+    assert!(
+        server.dir().join("stalled.log").exists(),
+        "the server took DATA"
+    );
+}

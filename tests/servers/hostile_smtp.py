@@ -11,6 +11,7 @@ on the path before TLS) misbehaves on purpose. Python standard library only.
 | stall-after-greeting | plaintext; greets, answers EHLO, and never answers MAIL FROM |
 | stall-at-rcpt | plaintext; answers up to MAIL FROM, never answers RCPT TO |
 | stall-at-data-end | plaintext; answers DATA with 354, reads the whole message, never answers its final "." |
+| stall-reading-data | plaintext; answers DATA with 354, then never reads again (a client's writes fill the socket's buffers and block) |
 | quit-never-answered | plaintext; accepts the message, never answers QUIT |
 | starttls | a well-behaved STARTTLS server (with --cert and --key) that accepts everything: for a client that does not trust its CA |
 | starttls-454 | offers STARTTLS and answers it "454 4.7.0 TLS not available due to temporary reason" |
@@ -40,7 +41,7 @@ def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--mode", required=True,
                         choices=["endless-greeting", "long-multiline", "starttls-inject", "reflect",
-                                 "stall-after-greeting", "stall-at-rcpt", "stall-at-data-end",
+                                 "stall-after-greeting", "stall-at-rcpt", "stall-at-data-end", "stall-reading-data",
                                  "quit-never-answered", "starttls", "starttls-454", "starttls-cut"])
     parser.add_argument("--dir", required=True)
     parser.add_argument("--cert")
@@ -158,6 +159,9 @@ class Session:
                 self.send(b"235 2.7.0 Authentication successful\r\n")
             elif verb == "DATA":
                 self.send(b"354 End data with <CR><LF>.<CR><LF>\r\n")
+                if mode == "stall-reading-data":
+                    self.server.log("stalled.log", {"conn": self.conn})
+                    threading.Event().wait()
                 if not self.data(answer=mode != "stall-at-data-end"):
                     self.silent()
                     return
