@@ -160,17 +160,6 @@ impl Drop for HostileSmtp {
     }
 }
 
-/// The `peak resident memory: N MiB` the binary logs at `-vv`.
-fn peak_mib(stderr: &str) -> u64 {
-    stderr
-        .lines()
-        .find_map(|line| {
-            let (_, rest) = line.split_once("peak resident memory: ")?;
-            rest.trim().strip_suffix(" MiB")?.parse().ok()
-        })
-        .unwrap_or_else(|| panic!("no peak resident memory in stderr:\n{stderr}"))
-}
-
 #[test]
 fn an_endless_greeting_line_is_cut_at_the_line_cap_and_the_host_stays_small() {
     let server = HostileSmtp::start("endless-greeting");
@@ -181,7 +170,7 @@ fn an_endless_greeting_line_is_cut_at_the_line_cap_and_the_host_stays_small() {
             .contains("the server's reply line exceeded 4096 bytes"),
         "{run}"
     );
-    let peak = peak_mib(&run.stderr);
+    let peak = run.peak_resident_mib();
     assert!(
         peak < MAX_PEAK_MIB,
         "the host reached {peak} MiB under an endless greeting (at most {MAX_PEAK_MIB} MiB)"
@@ -198,7 +187,7 @@ fn an_endless_multiline_reply_is_cut_at_the_reply_cap_and_the_host_stays_small()
             .contains("the server's reply exceeded 65536 bytes"),
         "{run}"
     );
-    let peak = peak_mib(&run.stderr);
+    let peak = run.peak_resident_mib();
     assert!(
         peak < MAX_PEAK_MIB,
         "the host reached {peak} MiB under an endless EHLO reply (at most {MAX_PEAK_MIB} MiB)"

@@ -43,15 +43,6 @@ fn assert_no_fragment(stdout: &str, stderr: &str) {
     }
 }
 
-/// The host's peak resident memory, from the `-vv` log.
-fn peak_mib(stderr: &str) -> u64 {
-    stderr
-        .lines()
-        .find_map(|l| l.split("peak resident memory: ").nth(1))
-        .and_then(|rest| rest.trim_end_matches(" MiB").trim().parse().ok())
-        .unwrap_or_else(|| panic!("no peak memory line in:\n{stderr}"))
-}
-
 fn smtp_sender(server: &EchoServer) -> Scan2xMail {
     let toml = format!(
         "[senders.relay]\nplugin = \"smtp\"\nhost = \"127.0.0.1\"\nport = {}\nenable_ssl = true\n\
@@ -198,7 +189,7 @@ fn state_keys_a_plugin_floods_are_not_kept_and_host_memory_stays_bounded() {
     let run =
         hostile("state-flood", 9, "memory_limit_mb = 64").run(["-vv"].into_iter().chain(SEND));
     run.assert_code(0);
-    let peak = peak_mib(&run.stderr);
+    let peak = run.peak_resident_mib();
     eprintln!("host peak resident memory: {peak} MiB");
     // The plugin's 64 MiB, one 32 MiB key lifted at a time, and the process itself.
     assert!(
@@ -271,7 +262,7 @@ fn an_imap_server_listing_without_end_is_cut_off_and_host_memory_stays_bounded()
             || run.stderr.contains("untagged responses to one command"),
         "{run}"
     );
-    let peak = peak_mib(&run.stderr);
+    let peak = run.peak_resident_mib();
     eprintln!("host peak resident memory: {peak} MiB");
     assert!(peak < 64 + 96, "peak resident memory {peak} MiB: {run}");
 }

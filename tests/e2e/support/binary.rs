@@ -228,6 +228,19 @@ impl Run {
         self
     }
 
+    /// The host's peak resident memory, from the `peak resident memory: N MiB` line it logs at
+    /// `-vv`.
+    #[track_caller]
+    pub fn peak_resident_mib(&self) -> u64 {
+        self.stderr
+            .lines()
+            .find_map(|line| {
+                let (_, rest) = line.split_once("peak resident memory: ")?;
+                rest.trim().strip_suffix(" MiB")?.parse().ok()
+            })
+            .unwrap_or_else(|| panic!("no peak resident memory in the output of {self}"))
+    }
+
     /// stdout parsed as one JSON value.
     #[track_caller]
     pub fn json(&self) -> Value {
