@@ -11,11 +11,11 @@
 //! | [`leaks`] | servers that echo secrets, plugins that try to read or spread them or to make the host hold their memory or forge its output |
 //! | [`limits`] | the CPU limit counts CPU, not waiting; 10 000 recipients and 100 attachments within the default limit |
 //! | [`plugins`] | `plugins`: the built-in SMTP plugin and its settings |
-//! | [`cache`] | precompiled plugins: compiled once, then loaded |
+//! | [`cache`] | precompiled plugins: compiled once, then loaded; a folder others can write, a swapped entry or a planted symlink is never trusted |
 //! | [`secrets`] | passwords from a file or the environment never reach any output |
 //! | [`grants`] | numeric hosts are the addresses they mean, in settings and grants; a name that resolves to loopback is denied unless `allow_loopback_names` |
 //! | [`sandbox`] | hostile plugins: denied destinations, limits, crashes, floods, WASI, integrity |
-//! | [`hostile_servers`] | hostile SMTP servers: endless replies cut at a fixed cap, STARTTLS injection refused before a login, a plugin's bare-LF dot line stuffed |
+//! | [`hostile_servers`] | hostile SMTP servers: endless replies cut at a fixed cap, STARTTLS injection refused before a login, a plugin's bare-LF dot line stuffed; every stalled step temporary within its bound, failover moving the email on |
 //! | [`vendor`] | a vendor's plugin as a file (the SendGrid example) used by the same binary; a built-in replaced by a file |
 //! | [`routing`] | which sender carries each email (preferred, job options, events), failover, `route` |
 //!
