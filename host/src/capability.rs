@@ -30,19 +30,22 @@ pub(crate) fn temporary(reason: String) -> SendError {
     })
 }
 
-/// A failure as it goes back to a plugin: the server's words in it scrubbed of every secret
-/// (a server that echoes the login line must not hand the plugin the password).
-pub(crate) fn scrubbed(mut e: SendError) -> SendError {
-    match &mut e {
+/// The text of a failure, whichever case it is.
+pub(crate) fn send_error_text(e: &mut SendError) -> &mut String {
+    match e {
         SendError::InvalidSettings(text)
         | SendError::InvalidMessage(text)
         | SendError::AuthFailed(text)
         | SendError::Rejected(text)
         | SendError::Denied(text)
-        | SendError::Temporary(TemporaryFailure { reason: text, .. }) => {
-            crate::secret::redact_in_place(text)
-        }
+        | SendError::Temporary(TemporaryFailure { reason: text, .. }) => text,
     }
+}
+
+/// A failure as it goes back to a plugin: the server's words in it scrubbed of every secret
+/// (a server that echoes the login line must not hand the plugin the password).
+pub(crate) fn scrubbed(mut e: SendError) -> SendError {
+    crate::secret::redact_in_place(send_error_text(&mut e));
     e
 }
 

@@ -526,12 +526,6 @@ fn tls_connector(ctx: &SenderContext) -> Result<TlsConnector, SendError> {
     Ok(TlsConnector::from(Arc::new(config)))
 }
 
-/// The name the certificate must match: the host as the gate read it (`[::1]` → `::1`,
-/// `2130706433` → `127.0.0.1`), the address connected to for a numeric spelling.
-fn server_name(host: &str) -> String {
-    crate::gate::Host::parse(host).map_or_else(|_| host.to_string(), |h| h.server_name())
-}
-
 async fn handshake(
     ctx: &SenderContext,
     endpoint: &Endpoint,
@@ -539,7 +533,7 @@ async fn handshake(
     tcp: Budgeted<TcpStream>,
 ) -> Result<TlsStream<Budgeted<TcpStream>>, SendError> {
     let connector = tls_connector(ctx)?;
-    let name = rustls::pki_types::ServerName::try_from(server_name(&endpoint.host))
+    let name = rustls::pki_types::ServerName::try_from(super::tls::server_name(&endpoint.host))
         .map_err(|e| SendError::InvalidSettings(format!("host: {:?}: {e}", endpoint.host)))?;
     match tokio::time::timeout(COMMAND_TIMEOUT, connector.connect(name, tcp)).await {
         Ok(Ok(tls)) => Ok(tls),

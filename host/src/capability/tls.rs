@@ -41,3 +41,9 @@ pub fn client_config(ca_pem: Option<&[u8]>) -> Result<rustls::ClientConfig, Stri
         .with_root_certificates(roots)
         .with_no_client_auth())
 }
+
+/// The name a server's certificate must match: the host as the gate read it (`[::1]` → `::1`,
+/// `2130706433` → `127.0.0.1`), so a numeric spelling is verified as the address connected to.
+pub fn server_name(host: &str) -> String {
+    crate::gate::Host::parse(host).map_or_else(|_| host.to_string(), |h| h.server_name())
+}

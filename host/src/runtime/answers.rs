@@ -8,9 +8,7 @@
 //! codes, bidirectional controls). This module must never pass a plugin's string on unbounded.
 
 use crate::secret::{escape_controls, truncate_marked};
-use crate::wit::types::{
-    PluginInfo, Receipt, SendError, SettingDefault, SettingSpec, TemporaryFailure,
-};
+use crate::wit::types::{PluginInfo, Receipt, SendError, SettingDefault, SettingSpec};
 
 /// A name: a plugin id, a version, a setting key.
 pub const MAX_NAME: usize = 64;
@@ -58,14 +56,7 @@ fn setting_spec(spec: &mut SettingSpec) {
 
 /// A `send-error`, bounded and escaped.
 pub fn send_error(error: &mut SendError) {
-    match error {
-        SendError::InvalidSettings(text)
-        | SendError::InvalidMessage(text)
-        | SendError::AuthFailed(text)
-        | SendError::Rejected(text)
-        | SendError::Denied(text)
-        | SendError::Temporary(TemporaryFailure { reason: text, .. }) => line(text, MAX_TEXT),
-    }
+    line(crate::capability::send_error_text(error), MAX_TEXT);
 }
 
 /// A receipt, bounded and escaped (its total size was checked before).

@@ -69,12 +69,10 @@ pub(super) async fn handshake(
     tcp: TcpStream,
 ) -> Result<TlsStream<TcpStream>, SendError> {
     let connector = connector(ctx)?;
-    // The name the gate checked and the connection went to: a numeric spelling is its address.
-    let host = crate::gate::Host::parse(&endpoint.host)
-        .map_err(|e| SendError::InvalidSettings(format!("host: {e}")))?
-        .server_name();
-    let name = rustls::pki_types::ServerName::try_from(host)
-        .map_err(|e| SendError::InvalidSettings(format!("host: {:?}: {e}", endpoint.host)))?;
+    let name = rustls::pki_types::ServerName::try_from(crate::capability::tls::server_name(
+        &endpoint.host,
+    ))
+    .map_err(|e| SendError::InvalidSettings(format!("host: {:?}: {e}", endpoint.host)))?;
     connector.connect(name, tcp).await.map_err(|e| {
         let is_tls = e
             .get_ref()
