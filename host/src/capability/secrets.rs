@@ -64,14 +64,15 @@ impl Field {
 }
 
 /// One declared place for a secret.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 enum Use {
     Login,
     Http {
         field: Field,
         /// Lower case for headers (their names are case-insensitive); as written for forms.
         name: String,
-        origin: Grant,
+        /// The one origin, as a gate of its own: made at load, checked per request.
+        origin: Gate,
     },
 }
 
@@ -141,7 +142,7 @@ impl SecretUses {
         }
         if keys
             .iter()
-            .any(|(_, uses)| uses.is_empty() || uses.contains(&Use::Login))
+            .any(|(_, uses)| uses.is_empty() || uses.iter().any(|u| matches!(u, Use::Login)))
         {
             return Ok(());
         }
@@ -176,11 +177,7 @@ impl SecretUses {
                         name,
                         origin,
                     } => {
-                        *f == field
-                            && *name == wanted
-                            && Gate::new("", vec![origin.clone()])
-                                .check("https", host, port)
-                                .is_ok()
+                        *f == field && *name == wanted && origin.check("https", host, port).is_ok()
                     }
                     Use::Login => false,
                 })
@@ -234,7 +231,7 @@ fn parse(need: &str, settings: &[ResolvedSetting]) -> Result<(String, Use), Stri
                 Use::Http {
                     field,
                     name,
-                    origin,
+                    origin: Gate::new("", vec![origin]),
                 },
             ))
         }
