@@ -11,6 +11,7 @@ pub mod secrets;
 pub mod smtp;
 pub mod state;
 pub mod tls;
+pub mod witness;
 
 use std::sync::Arc;
 
@@ -104,6 +105,8 @@ pub struct HostState {
     pub(crate) host_io: std::time::Duration,
     /// What the plugin wrote to stderr (a Rust panic writes its message there).
     stderr: MemoryOutputPipe,
+    /// What the host saw of the call's deliveries and waits ([`witness`]).
+    pub(crate) witness: witness::Witness,
 }
 
 /// How much of a plugin's stderr is kept per call.
@@ -130,6 +133,7 @@ impl HostState {
             sender,
             log: log::LogBudget::default(),
             host_io: std::time::Duration::ZERO,
+            witness: witness::Witness::default(),
         }
     }
 

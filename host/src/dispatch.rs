@@ -2,20 +2,20 @@
 //! eligible ones while the failure is temporary. Every attempt is kept, so the result says which
 //! senders were tried and what each answered. Permanent failures (rejected, settings, auth,
 //! denied, a crashed plugin) are never retried elsewhere: another sender would not fix them, and
-//! a message twice delivered is worse than one reported.
+//! a message twice delivered is worse than one reported. Nor is `uncertain`: the email may be
+//! delivered already, and only the caller can find out.
 
 use crate::message::Email;
-use crate::outcome::{Failure, FailureKind};
+use crate::outcome::{Failure, FailureKind, Sent};
 use crate::router::Decision;
 use crate::runtime::{Runtime, Sender};
-use crate::wit::types::Receipt;
 
 /// One sender tried.
 #[derive(Debug)]
 pub struct Attempt {
     pub sender: String,
     pub plugin: String,
-    pub result: Result<Receipt, Failure>,
+    pub result: Result<Sent, Failure>,
 }
 
 /// Tries the decision's senders in order; returns every attempt, the last one decides.
@@ -37,7 +37,8 @@ pub async fn deliver(
             continue;
         };
         tracing::info!("sending through '{name}' ({})", decision.reason_for(name));
-        let result = runtime.send(sender, message).await.map_err(Failure::from);
+        let (answer, witnessed) = runtime.send_witnessed(sender, message).await;
+        let result = crate::outcome::judge(answer, &witnessed);
         let again = matches!(&result, Err(f) if f.kind == FailureKind::Temporary);
         if let Err(f) = &result {
             tracing::info!("sender '{name}' failed: {}", f.message);

@@ -146,8 +146,14 @@ impl App {
             }
             self.print_json(&json!({ "error": error }));
         } else {
+            // Partly sent is an outcome to act on, not an error.
+            let label = if failure.kind.partly_sent() {
+                "partly sent"
+            } else {
+                "error"
+            };
             for line in message.lines() {
-                eprintln!("error: {line}");
+                eprintln!("{label}: {line}");
             }
             if let Some(secs) = failure.retry_after_secs {
                 eprintln!("error: the server asked to wait {secs} s before trying again");
@@ -312,6 +318,7 @@ impl App {
                         "notes": s.notes,
                         "memory_limit_mb": s.limits.memory_bytes >> 20,
                         "cpu_limit_secs": s.limits.guest_cpu.as_secs(),
+                        "call_limit_secs": s.limits.call_wall.as_secs(),
                     })
                 })
                 .collect();
@@ -511,7 +518,7 @@ impl App {
         let attempts_json: Vec<Value> = attempts
             .iter()
             .map(|a| match &a.result {
-                Ok(r) => json!({ "sender": a.sender, "plugin": a.plugin, "result": "sent", "detail": r.detail }),
+                Ok(sent) => json!({ "sender": a.sender, "plugin": a.plugin, "result": "sent", "detail": sent.receipt.detail }),
                 Err(f) => json!({ "sender": a.sender, "plugin": a.plugin, "result": f.kind.as_str(), "detail": f.message }),
             })
             .collect();
@@ -519,22 +526,34 @@ impl App {
             json!({ "name": j.name, "source_sender": j.source_sender, "recipients": j.recipients })
         });
         match &last.result {
-            Ok(receipt) => {
+            Ok(sent) => {
+                let receipt = &sent.receipt;
+                let partly = sent.partly();
                 if args.route.json {
+                    let refused: Vec<Value> = receipt
+                        .refused
+                        .iter()
+                        .zip(&sent.refused_for_now)
+                        .map(|(r, now)| json!({ "address": r.address, "reason": r.reason, "for_now": now }))
+                        .collect();
                     self.print_json(&json!({
                         "sender": last.sender,
                         "plugin": last.plugin,
                         "event": event_name(message.event),
                         "job": job_json,
                         "message_id": message.message_id,
+                        "outcome": partly.as_ref().map_or("sent", |p| p.kind.as_str()),
                         "receipt": {
                             "provider_id": receipt.provider_id,
                             "accepted": receipt.accepted,
-                            "refused": receipt.refused.iter().map(|r| json!({ "address": r.address, "reason": r.reason })).collect::<Vec<_>>(),
+                            "refused": refused,
                             "detail": receipt.detail,
                         },
+                        "notes": sent.notes,
                         "attempts": attempts_json,
                     }));
+                    // Printed already; keep stderr to one line.
+                    self.json = false;
                 } else {
                     for a in &attempts[..attempts.len() - 1] {
                         if let Err(f) = &a.result {
@@ -558,12 +577,16 @@ impl App {
                         self.print(&format!("  provider id: {id}"));
                     }
                     self.print(&format!("  accepted: {}", receipt.accepted.join(", ")));
-                    for r in &receipt.refused {
-                        self.print(&format!("  refused: {} ({})", r.address, r.reason));
+                    for (r, now) in receipt.refused.iter().zip(&sent.refused_for_now) {
+                        let how = if *now { "for now" } else { "for good" };
+                        self.print(&format!("  refused {how}: {} ({})", r.address, r.reason));
+                    }
+                    for note in &sent.notes {
+                        self.print(&format!("  note: {note}"));
                     }
                     self.print(&format!("  server: {}", receipt.detail));
                 }
-                Ok(())
+                partly.map_or(Ok(()), Err)
             }
             Err(failure) => {
                 let mut failure = failure.clone();
@@ -598,6 +621,11 @@ impl App {
                         })
                         .collect();
                     failure.message = tried.join("\n");
+                    if failure.kind == FailureKind::Uncertain {
+                        failure
+                            .message
+                            .push_str(&format!("\nmessage-id: <{}>", message.message_id));
+                    }
                 }
                 Err(failure)
             }

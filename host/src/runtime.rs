@@ -21,6 +21,7 @@ use wasmtime::{Config, Engine, Store, UpdateDeadline};
 
 use crate::capability::blobs::BlobData;
 use crate::capability::secrets::{SecretUses, SecretValue, is_declaration};
+use crate::capability::witness::Witnessed;
 use crate::capability::{HostState, SenderContext, state::StateStore};
 use crate::gate::{Gate, Grant};
 use crate::message::Email;
@@ -129,7 +130,8 @@ pub struct Sender {
     pub plugin: Arc<Plugin>,
     pub resolved: Vec<ResolvedSetting>,
     pub context: Arc<SenderContext>,
-    /// This sender's limits: the host's defaults, or its own `memory_limit_mb`/`cpu_limit_secs`.
+    /// This sender's limits: the host's defaults, or its own `memory_limit_mb`,
+    /// `cpu_limit_secs` and `call_limit_secs`.
     pub limits: Limits,
     /// Things an administrator should know that are not errors (e.g. a declared network need
     /// that `allow_hosts` does not grant).
@@ -145,6 +147,10 @@ pub enum CallError {
     /// The plugin trapped, panicked or hit a limit; the host is fine.
     #[error("plugin failed: {0}")]
     Crashed(String),
+    /// The call reached its wall-clock limit while the host waited on a server for it: that
+    /// server's slowness, not the plugin's fault.
+    #[error("{0}")]
+    Stalled(String),
 }
 
 pub struct Runtime {
@@ -276,18 +282,18 @@ impl Runtime {
             name: format!("({label})"),
             ..SenderContext::default()
         });
-        plugin.info = self
+        let (described, _) = self
             .call(&plugin, context, self.limits, async |store, instance| {
                 instance
                     .scan2x_mail_mail_sender()
                     .call_describe(store)
                     .await
             })
-            .await
-            .map_err(|e| LoadError::Invalid {
-                plugin: label.clone(),
-                reason: format!("describe() failed: {e}"),
-            })?;
+            .await;
+        plugin.info = described.map_err(|e| LoadError::Invalid {
+            plugin: label.clone(),
+            reason: format!("describe() failed: {e}"),
+        })?;
         answers::plugin_info(&mut plugin.info);
         Ok(plugin)
     }
@@ -389,7 +395,11 @@ impl Runtime {
                 .map_or(self.limits.guest_cpu, |secs| {
                     Duration::from_secs(secs.into())
                 }),
-            call_wall: self.limits.call_wall,
+            call_wall: settings
+                .call_limit_secs
+                .map_or(self.limits.call_wall, |secs| {
+                    Duration::from_secs(secs.into())
+                }),
         };
         let ca_pem = match &settings.ca_file {
             Some(path) => match std::fs::read(path) {
@@ -437,65 +447,86 @@ impl Runtime {
     /// "Test settings" through the sender's plugin.
     pub async fn verify(&self, sender: &Sender) -> Result<String, CallError> {
         let settings = &sender.resolved;
-        self.call(
-            &sender.plugin,
-            sender.context.clone(),
-            sender.limits,
-            async move |store, instance| {
-                let settings = to_wit_settings(store, settings)?;
-                instance
-                    .scan2x_mail_mail_sender()
-                    .call_verify(store, &settings)
-                    .await
-            },
-        )
-        .await?
-        .map_err(plugin_error)
-        .and_then(|mut line| match line.len() {
-            n if n > MAX_ANSWER_BYTES => Err(too_large("answer", n)),
-            _ => {
-                answers::line(&mut line, answers::MAX_TEXT);
-                Ok(line)
-            }
-        })
+        let (result, _) = self
+            .call(
+                &sender.plugin,
+                sender.context.clone(),
+                sender.limits,
+                async move |store, instance| {
+                    let settings = to_wit_settings(store, settings)?;
+                    instance
+                        .scan2x_mail_mail_sender()
+                        .call_verify(store, &settings)
+                        .await
+                },
+            )
+            .await;
+        result?
+            .map_err(plugin_error)
+            .and_then(|mut line| match line.len() {
+                n if n > MAX_ANSWER_BYTES => Err(too_large("answer", n)),
+                _ => {
+                    answers::line(&mut line, answers::MAX_TEXT);
+                    Ok(line)
+                }
+            })
     }
 
     /// Sends one message through the sender's plugin.
     pub async fn send(&self, sender: &Sender, email: &Email) -> Result<Receipt, CallError> {
-        let settings = &sender.resolved;
-        self.call(
-            &sender.plugin,
-            sender.context.clone(),
-            sender.limits,
-            async move |store, instance| {
-                let settings = to_wit_settings(store, settings)?;
-                let message = to_wit_message(store, email)?;
-                instance
-                    .scan2x_mail_mail_sender()
-                    .call_send(store, &settings, &message)
-                    .await
-            },
-        )
-        .await?
-        .map_err(plugin_error)
-        .and_then(|mut receipt| match receipt_size(&receipt) {
-            n if n > MAX_ANSWER_BYTES => Err(too_large("receipt", n)),
-            _ => {
-                answers::receipt(&mut receipt);
-                Ok(receipt)
-            }
-        })
+        self.send_witnessed(sender, email).await.0
     }
 
-    /// One call in a fresh store and instance, under the limits.
+    /// [`Runtime::send`], and what the host itself saw of the call: hand-overs whose answer was
+    /// lost, recipients refused for now ([`Witnessed`]). [`crate::outcome::judge`] makes the
+    /// outcome of both.
+    pub async fn send_witnessed(
+        &self,
+        sender: &Sender,
+        email: &Email,
+    ) -> (Result<Receipt, CallError>, Witnessed) {
+        let settings = &sender.resolved;
+        let (result, witnessed) = self
+            .call(
+                &sender.plugin,
+                sender.context.clone(),
+                sender.limits,
+                async move |store, instance| {
+                    let settings = to_wit_settings(store, settings)?;
+                    let message = to_wit_message(store, email)?;
+                    instance
+                        .scan2x_mail_mail_sender()
+                        .call_send(store, &settings, &message)
+                        .await
+                },
+            )
+            .await;
+        let result = result.and_then(|answer| {
+            answer
+                .map_err(plugin_error)
+                .and_then(|mut receipt| match receipt_size(&receipt) {
+                    n if n > MAX_ANSWER_BYTES => Err(too_large("receipt", n)),
+                    _ => {
+                        answers::receipt(&mut receipt);
+                        Ok(receipt)
+                    }
+                })
+        });
+        (result, witnessed)
+    }
+
+    /// One call in a fresh store and instance, under the limits, and what its
+    /// [`Witness`](crate::capability::witness::Witness) saw.
+    /// The wall-clock limit reached while the host waits on a server is [`CallError::Stalled`].
     async fn call<R>(
         &self,
         plugin: &Plugin,
         context: Arc<SenderContext>,
         limits: Limits,
         work: impl AsyncFnOnce(&mut Store<HostState>, &SenderPlugin) -> wasmtime::Result<R>,
-    ) -> Result<R, CallError> {
+    ) -> (Result<R, CallError>, Witnessed) {
         let mut store = Store::new(&self.engine, HostState::new(context, limits.memory_bytes));
+        let witness = store.data().witness.clone();
         store.limiter(|state| &mut state.limits);
         let cpu = cpu::CallCpu::new();
         let used = cpu.clone();
@@ -512,13 +543,17 @@ impl Runtime {
             Ok(UpdateDeadline::Yield(1))
         });
         store.set_epoch_deadline(1);
-        let run = cpu.metered(async {
-            let instance = plugin.pre.instantiate_async(&mut store).await?;
-            work(&mut store, &instance).await
-        });
-        let finished = tokio::time::timeout(limits.call_wall, run).await;
+        let (finished, waiting_on) = {
+            let run = std::pin::pin!(cpu.metered(async {
+                let instance = plugin.pre.instantiate_async(&mut store).await?;
+                work(&mut store, &instance).await
+            }));
+            let finished = tokio::time::timeout(limits.call_wall, run).await;
+            // Read before the call's future is dropped, which ends every wait in it.
+            (finished, witness.snapshot().waiting_on)
+        };
         tracing::debug!("the plugin call used {:?} of CPU", cpu.used(store.data()));
-        match finished {
+        let result = match finished {
             Ok(Ok(value)) => Ok(value),
             Ok(Err(e)) => {
                 let mut message = crash_message(&e, &limits);
@@ -527,11 +562,19 @@ impl Runtime {
                 }
                 Err(CallError::Crashed(message))
             }
-            Err(_) => Err(CallError::Crashed(format!(
-                "the call took longer than {} s and was stopped",
-                limits.call_wall.as_secs()
-            ))),
-        }
+            Err(_) => {
+                let limit = limits.call_wall.as_secs();
+                Err(match waiting_on {
+                    Some(server) => CallError::Stalled(format!(
+                        "the call reached its {limit} s limit while waiting on {server}, and was stopped"
+                    )),
+                    None => CallError::Crashed(format!(
+                        "the call took longer than {limit} s and was stopped"
+                    )),
+                })
+            }
+        };
+        (result, witness.snapshot())
     }
 }
 

@@ -63,6 +63,10 @@ pub const HOST_KEYS: &[(&str, &str)] = &[
         "cpu_limit_secs",
         "the time the plugin's own code may run in one call, host I/O not counted (default 10)",
     ),
+    (
+        "call_limit_secs",
+        "the most one call of this sender's plugin may take, waits included (default 900); reached while waiting on a server, the send is temporary",
+    ),
 ];
 
 /// One problem in the settings file.
@@ -173,6 +177,7 @@ pub struct SenderSettings {
     pub allow_hosts: Option<Vec<Grant>>,
     pub memory_limit_mb: Option<u32>,
     pub cpu_limit_secs: Option<u32>,
+    pub call_limit_secs: Option<u32>,
     /// The plugin's keys, in file order.
     pub entries: Vec<RawEntry>,
     file: PathBuf,
@@ -359,7 +364,7 @@ impl Parser<'_> {
         let mut ca_file = None;
         let mut sha256 = None;
         let mut allow_hosts = None;
-        let mut limits = [None; 2];
+        let mut limits = [None; 3];
         let mut entries = Vec::new();
         for (key, value) in table {
             let key_name = key.get_ref().as_ref();
@@ -435,11 +440,11 @@ impl Parser<'_> {
                         "expected 64 hexadecimal digits (the plugin file's sha256)",
                     ),
                 },
-                "memory_limit_mb" | "cpu_limit_secs" => {
-                    let (slot, max) = if key_name == "memory_limit_mb" {
-                        (0, 4096)
-                    } else {
-                        (1, 3600)
+                "memory_limit_mb" | "cpu_limit_secs" | "call_limit_secs" => {
+                    let (slot, max) = match key_name {
+                        "memory_limit_mb" => (0, 4096),
+                        "cpu_limit_secs" => (1, 3600),
+                        _ => (2, 3600),
                     };
                     match raw {
                         RawValue::Integer(n) if (1..=max).contains(&n) => {
@@ -487,6 +492,7 @@ impl Parser<'_> {
             allow_hosts,
             memory_limit_mb: limits[0],
             cpu_limit_secs: limits[1],
+            call_limit_secs: limits[2],
             entries,
             file: self.file.clone(),
         })

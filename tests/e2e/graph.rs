@@ -447,6 +447,50 @@ fn throttling_is_temporary_with_retry_after_and_the_callers_retry_goes_out() {
 }
 
 #[test]
+fn a_sendmail_whose_answer_is_lost_is_uncertain_and_not_sent_again() {
+    let server = GraphServer::start();
+    server.lose_next_answer("sendMail", "close");
+    let mail = scan2x(&GraphSender::new(&server));
+    let run = mail.run([
+        "send",
+        "--json",
+        "--to",
+        "a@example.test",
+        "--subject",
+        "s",
+        "--text",
+        "t",
+    ]);
+    run.assert_code(9);
+    let json = run.json();
+    let (kind, message) = error_of(&json);
+    assert_eq!(kind, "uncertain", "{run}");
+    assert!(
+        message.contains("the whole request POST")
+            && message.contains("/sendMail was sent")
+            && message.contains("may have been delivered"),
+        "says what was handed over and that it may have arrived: {run}"
+    );
+    let message_id = json["message_id"].as_str().unwrap_or_default();
+    assert!(
+        !message_id.is_empty(),
+        "the Message-ID is in the output: {run}"
+    );
+    assert_eq!(server.sent().len(), 1, "Graph did send it");
+    let sends = server
+        .requests()
+        .iter()
+        .filter(|r| r.op == "sendMail")
+        .count();
+    assert_eq!(sends, 1, "the host did not post it again");
+    assert_eq!(
+        server.sent()[0].message["internetMessageId"],
+        format!("<{message_id}>"),
+        "the Message-ID the caller was told is the one Graph sent"
+    );
+}
+
+#[test]
 fn an_upload_url_on_an_ungranted_origin_is_denied_by_the_host() {
     let server = GraphServer::start();
     let mut sender = GraphSender::new(&server);

@@ -10,155 +10,14 @@
 //! These tests must never talk to anything but the hostile server on 127.0.0.1.
 
 use std::fs;
-use std::path::Path;
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use serde_json::Value;
-use tempfile::TempDir;
-
-use crate::support::certs::Certs;
-use crate::support::smtp_server::python;
+use crate::support::hostile_smtp::{HostileSmtp, SEND, TIMEOUT_SCALE_ENV, assert_within, timed};
 use crate::support::test_plugins::wasm;
 use crate::support::{PASSWORD, PASSWORD_ENV, Scan2xMail, SmtpSender, USER, base64, toml_string};
 
-const SCRIPT: &str = concat!(
-    env!("CARGO_MANIFEST_DIR"),
-    "/../tests/servers/hostile_smtp.py"
-);
-
-/// The most an endless reply may write here: far past any cap, and small enough that a host
-/// without the cap survives it (it buffers the whole line) on a test machine.
-const ENDLESS_LIMIT: u64 = 512 << 20;
 /// The host's peak resident memory must stay under this under attack.
 const MAX_PEAK_MIB: u64 = 100;
-
-/// The environment variable that scales every SMTP bound of the host (RFC 5321's by default).
-const TIMEOUT_SCALE_ENV: &str = "SCAN2X_MAIL_SMTP_TIMEOUT_SCALE";
-/// The scale the stall tests use: MAIL FROM's 300 s become 3 s.
-const TIMEOUT_SCALE: &str = "0.01";
-/// What a busy test machine may add to a bound.
-const MARGIN: Duration = Duration::from_secs(15);
-
-const SEND: [&str; 8] = [
-    "-vv",
-    "send",
-    "--to",
-    "b@example.test",
-    "--subject",
-    "x",
-    "--text",
-    "x",
-];
-
-/// One hostile server in one mode, stopped when dropped.
-struct HostileSmtp {
-    child: Child,
-    dir: TempDir,
-    port: u16,
-    certs: Certs,
-}
-
-impl HostileSmtp {
-    fn start(mode: &str) -> HostileSmtp {
-        let certs = Certs::generate();
-        let dir = tempfile::Builder::new()
-            .prefix("scan2x-hostile-smtp-")
-            .tempdir()
-            .unwrap();
-        let mut child = Command::new(python())
-            .arg(SCRIPT)
-            .args(["--mode", mode, "--dir"])
-            .arg(dir.path())
-            .arg("--cert")
-            .arg(certs.cert())
-            .arg("--key")
-            .arg(certs.key())
-            .args(["--limit", &ENDLESS_LIMIT.to_string()])
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .spawn()
-            .unwrap_or_else(|e| panic!("start {} {SCRIPT}: {e}", python()));
-        let rx = crate::support::stdout_lines(&mut child);
-        let port = match rx.recv_timeout(Duration::from_secs(20)) {
-            Ok(line) => line
-                .strip_prefix("READY ")
-                .and_then(|p| p.parse().ok())
-                .unwrap_or_else(|| panic!("the hostile SMTP server said {line:?}, not READY")),
-            Err(e) => {
-                let _ = child.kill();
-                panic!("the hostile SMTP server did not start: {e}");
-            }
-        };
-        HostileSmtp {
-            child,
-            dir,
-            port,
-            certs,
-        }
-    }
-
-    fn dir(&self) -> &Path {
-        self.dir.path()
-    }
-
-    /// Every command line the server heard, as (over TLS, line).
-    fn commands(&self) -> Vec<(bool, String)> {
-        let text = fs::read_to_string(self.dir().join("commands.log")).unwrap_or_default();
-        text.lines()
-            .map(|line| {
-                let v: Value = serde_json::from_str(line).unwrap();
-                (
-                    v["tls"].as_bool().unwrap(),
-                    v["line"].as_str().unwrap().to_string(),
-                )
-            })
-            .collect()
-    }
-
-    /// The raw DATA of each message the server took, in order.
-    fn data(&self) -> Vec<Vec<u8>> {
-        (1..)
-            .map(|n| self.dir().join(format!("data-{n}.bin")))
-            .take_while(|path| path.exists())
-            .map(|path| fs::read(path).unwrap())
-            .collect()
-    }
-
-    /// A plaintext sender without a login, its SMTP bounds scaled by [`TIMEOUT_SCALE`].
-    fn plaintext_sender(&self) -> Scan2xMail {
-        let settings = format!(
-            "[senders.relay]\nplugin = \"smtp\"\nhost = \"127.0.0.1\"\nport = {}\nenable_ssl = false\nemail_address = \"scanner@example.test\"\n",
-            self.port
-        );
-        Scan2xMail::new(&settings).env(TIMEOUT_SCALE_ENV, TIMEOUT_SCALE)
-    }
-
-    /// The command lines the server heard, without the TLS flag.
-    fn lines(&self) -> Vec<String> {
-        self.commands().into_iter().map(|(_, line)| line).collect()
-    }
-
-    /// Whether the client had closed the connection the server stopped answering.
-    fn saw_close(&self) -> bool {
-        self.dir().join("closed.log").exists()
-    }
-
-    /// A STARTTLS sender (the default) with a login, trusting the server's CA.
-    fn sender(&self) -> Scan2xMail {
-        let sender = SmtpSender::new(self.port).ca_file(&self.certs.ca());
-        Scan2xMail::new(&sender.toml())
-            .env(PASSWORD_ENV, PASSWORD)
-            .credentials(USER, PASSWORD)
-    }
-}
-
-impl Drop for HostileSmtp {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 #[test]
 fn an_endless_greeting_line_is_cut_at_the_line_cap_and_the_host_stays_small() {
@@ -280,21 +139,6 @@ fn a_plugins_bare_lf_dot_line_is_dot_stuffed_and_smuggles_no_second_message() {
     );
 }
 
-/// The binary's run of `scan2x-mail send`, and how long it took.
-fn timed(sender: &Scan2xMail) -> (crate::support::binary::Run, Duration) {
-    let started = Instant::now();
-    let run = sender.run(SEND);
-    (run, started.elapsed())
-}
-
-#[track_caller]
-fn assert_within(took: Duration, bound: Duration, run: &crate::support::binary::Run) {
-    assert!(
-        took < bound + MARGIN,
-        "took {took:?}, more than the bound {bound:?} plus {MARGIN:?}: {run}"
-    );
-}
-
 #[test]
 fn a_server_that_never_answers_mail_from_is_temporary_within_the_bound() {
     let server = HostileSmtp::start("stall-after-greeting");
@@ -336,31 +180,6 @@ fn a_server_that_never_answers_rcpt_to_is_temporary_within_the_bound() {
         lines.last().map(String::as_str),
         Some("RCPT TO:<b@example.test>"),
         "nothing after the unanswered RCPT TO, not even QUIT: {lines:?}"
-    );
-    assert!(server.saw_close(), "the host dropped the connection");
-}
-
-#[test]
-fn a_server_that_never_answers_the_final_dot_is_temporary_and_says_the_mail_may_have_arrived() {
-    let server = HostileSmtp::start("stall-at-data-end");
-    let (run, took) = timed(&server.plaintext_sender());
-    run.assert_code(7);
-    assert!(
-        run.stderr.contains(&format!(
-            "timed out after 6 s waiting for 127.0.0.1:{} to answer the end of the message",
-            server.port
-        )) && run
-            .stderr
-            .contains("the whole message was sent; whether the server accepted it is unknown"),
-        "the text names the step, its bound, and that the mail may have been delivered: {run}"
-    );
-    assert_within(took, Duration::from_secs(6), &run);
-    assert_eq!(server.data().len(), 1, "the server read the whole message");
-    let lines = server.lines();
-    assert_eq!(
-        lines.last().map(String::as_str),
-        Some("DATA"),
-        "nothing after the message, not even QUIT: {lines:?}"
     );
     assert!(server.saw_close(), "the host dropped the connection");
 }
@@ -430,54 +249,6 @@ fn a_certificate_the_roots_do_not_vouch_for_stays_a_settings_problem_naming_ca_f
         server.commands().iter().all(|(tls, _)| !tls),
         "nothing was sent inside the TLS that failed"
     );
-}
-
-#[test]
-fn failover_moves_the_email_on_from_a_server_that_stopped_answering() {
-    let stalled = HostileSmtp::start("stall-after-greeting");
-    let backup = HostileSmtp::start("reflect");
-    let sender = |name: &str, port: u16, extra: &str| {
-        format!(
-            "[senders.{name}]\nplugin = \"smtp\"\nhost = \"127.0.0.1\"\nport = {port}\nenable_ssl = false\nemail_address = \"scanner@example.test\"\n{extra}"
-        )
-    };
-    let settings = format!(
-        "failover = true\n{}{}",
-        sender("office", stalled.port, "preferred = true\n"),
-        sender("backup", backup.port, "")
-    );
-    let started = Instant::now();
-    let run = Scan2xMail::new(&settings)
-        .env(TIMEOUT_SCALE_ENV, TIMEOUT_SCALE)
-        .run([
-            "send",
-            "--json",
-            "--to",
-            "b@example.test",
-            "--subject",
-            "x",
-            "--text",
-            "x",
-        ]);
-    let took = started.elapsed();
-    run.assert_code(0);
-    let json = run.json();
-    assert_eq!(json["sender"], "backup", "{run}");
-    let attempts: Vec<String> = json["attempts"]
-        .as_array()
-        .unwrap_or_else(|| panic!("no attempts in {run}"))
-        .iter()
-        .map(|a| {
-            format!(
-                "{} {}",
-                a["sender"].as_str().unwrap(),
-                a["result"].as_str().unwrap()
-            )
-        })
-        .collect();
-    assert_eq!(attempts, ["office temporary", "backup sent"], "{run}");
-    assert_within(took, Duration::from_secs(3), &run);
-    assert_eq!(backup.data().len(), 1, "the backup took the email");
 }
 
 #[test]

@@ -15,7 +15,8 @@
 //! | [`secrets`] | passwords from a file or the environment never reach any output |
 //! | [`grants`] | numeric hosts are the addresses they mean, in settings and grants; a name that resolves to loopback is denied unless `allow_loopback_names` |
 //! | [`sandbox`] | hostile plugins: denied destinations, limits, crashes, floods, WASI, integrity |
-//! | [`hostile_servers`] | hostile SMTP servers: endless replies cut at a fixed cap, STARTTLS injection refused before a login, a plugin's bare-LF dot line stuffed; every stalled step temporary within its bound, failover moving the email on |
+//! | [`hostile_servers`] | hostile SMTP servers: endless replies cut at a fixed cap, STARTTLS injection refused before a login, a plugin's bare-LF dot line stuffed; every stalled step temporary within its bound |
+//! | [`faults`] | one fault per mode: each refusal at each step and its exit code; a lost answer after the whole message is `uncertain` and never failed over; recipients refused for now or for good; the call limit while waiting |
 //! | [`vendor`] | a vendor's plugin as a file (the SendGrid example) used by the same binary; a built-in replaced by a file |
 //! | [`routing`] | which sender carries each email (preferred, job options, events), failover, `route` |
 //!
@@ -26,6 +27,7 @@
 mod support;
 
 mod cache;
+mod faults;
 mod grants;
 mod graph;
 mod hostile_servers;

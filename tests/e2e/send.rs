@@ -338,8 +338,8 @@ fn message_sent_over_implicit_tls_arrives_intact() {
 }
 
 #[test]
-fn refused_recipient_is_reported_while_the_others_receive_the_message() {
-    let test = "refused_recipient_is_reported_while_the_others_receive_the_message";
+fn refused_recipient_is_reported_for_good_while_the_others_receive_the_message() {
+    let test = "refused_recipient_is_reported_for_good_while_the_others_receive_the_message";
     let Some(server) = SmtpServer::start_or_skip(test, server_options()) else {
         return;
     };
@@ -357,8 +357,9 @@ fn refused_recipient_is_reported_while_the_others_receive_the_message() {
         "--text",
         "hello",
     ]);
-    run.assert_code(0);
+    run.assert_code(11);
     let json = run.json();
+    assert_eq!(json["outcome"], "partly-sent-refused-for-good", "{json}");
     let receipt = &json["receipt"];
     assert_eq!(
         strings(&receipt["accepted"]),
@@ -370,14 +371,95 @@ fn refused_recipient_is_reported_while_the_others_receive_the_message() {
         .unwrap_or_else(|| panic!("no refused list in {json}"));
     assert_eq!(refused.len(), 1, "{json}");
     assert_eq!(refused[0]["address"], "nobody@refused.test", "{json}");
+    assert_eq!(refused[0]["for_now"], false, "{json}");
     let reason = refused[0]["reason"].as_str().unwrap_or_default();
     assert!(
         reason.contains("550"),
         "the reason should carry the server's 550: {json}"
     );
+    assert!(
+        run.stderr.contains(
+            "partly sent: sent to good@example.test; refused for good: nobody@refused.test"
+        ),
+        "one line on stderr says what happened: {run}"
+    );
 
     let received = server.only_received();
     assert_eq!(received.rcpt_tos, ["good@example.test"]);
+}
+
+#[test]
+fn recipients_refused_for_now_are_told_apart_from_those_refused_for_good() {
+    let test = "recipients_refused_for_now_are_told_apart_from_those_refused_for_good";
+    let Some(server) = SmtpServer::start_or_skip(test, server_options()) else {
+        return;
+    };
+    let mail = scan2x(SmtpSender::new(server.starttls_port()).ca_file(&server.ca_file()));
+    let args = |json: bool| {
+        let mut args = vec![
+            "send",
+            "--to",
+            "good@example.test",
+            "--to",
+            "nobody@refused.test",
+            "--cc",
+            "later@tempfail.test",
+            "--subject",
+            "partly",
+            "--text",
+            "hello",
+        ];
+        if json {
+            args.insert(1, "--json");
+        }
+        args
+    };
+
+    let run = mail.run(args(true));
+    run.assert_code(10);
+    let json = run.json();
+    assert_eq!(json["outcome"], "partly-sent-refused-for-now", "{json}");
+    let refused: Vec<(String, bool)> = json["receipt"]["refused"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no refused list in {json}"))
+        .iter()
+        .map(|r| {
+            (
+                r["address"].as_str().unwrap().to_string(),
+                r["for_now"].as_bool().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        refused,
+        [
+            ("nobody@refused.test".to_string(), false),
+            ("later@tempfail.test".to_string(), true)
+        ],
+        "{json}"
+    );
+    assert!(
+        run.stderr
+            .contains("refused for now: later@tempfail.test: send it again later to just those"),
+        "{run}"
+    );
+
+    let run = mail.run(args(false));
+    run.assert_code(10);
+    assert!(
+        run.stdout
+            .contains("  refused for good: nobody@refused.test (")
+            && run
+                .stdout
+                .contains("  refused for now: later@tempfail.test ("),
+        "{run}"
+    );
+    let received = server.received();
+    assert_eq!(received.len(), 2, "one message per run");
+    assert!(
+        received.iter().all(|m| m.rcpt_tos == ["good@example.test"]),
+        "only the accepted recipient received it"
+    );
 }
 
 #[test]

@@ -38,6 +38,9 @@ Faults (DIR/faults.json, read at every request; each entry is used `times` times
   [{"id": "f1", "op": "sendMail", "status": 429, "retry_after": 7, "code": "ApplicationThrottled",
     "message": "..."}]
   ops: token, user, sendMail, createDraft, addAttachment, createUploadSession, upload, send, delete
+  An entry with "lose_answer": "hang" or "close" instead of a status does the request in full
+  (a sendMail is sent), then loses its answer: it never answers (reading until the client
+  closes), or closes the connection. requests.jsonl records its status as 0.
 
 Files written in --dir DIR:
   requests.jsonl   one line a request: {"origin", "method", "path" (no query), "op", "status"}
@@ -162,7 +165,7 @@ class State:
             return None
         with self.lock:
             for fault in faults:
-                if fault.get("op") != op:
+                if fault.get("op") != op or "lose_answer" in fault:
                     continue
                 used = self.used_faults.get(fault["id"], 0)
                 if used >= fault.get("times", 1):
@@ -180,6 +183,24 @@ class State:
                 return graph_error(fault["status"], fault.get("code", "ApplicationThrottled"),
                                    fault.get("message", "Application is over its MailboxConcurrency limit."),
                                    headers)
+        return None
+
+    def lost_answer(self, op):
+        """How the answer to this request is lost ("hang", "close"), or None."""
+        try:
+            with open(os.path.join(self.dir, "faults.json"), encoding="utf-8") as f:
+                faults = json.load(f)
+        except (OSError, ValueError):
+            return None
+        with self.lock:
+            for fault in faults:
+                if fault.get("op") != op or "lose_answer" not in fault:
+                    continue
+                used = self.used_faults.get(fault["id"], 0)
+                if used >= fault.get("times", 1):
+                    continue
+                self.used_faults[fault["id"]] = used + 1
+                return fault["lose_answer"]
         return None
 
     # --- tokens ------------------------------------------------------------------------------
@@ -433,6 +454,14 @@ class Handler(http.server.BaseHTTPRequestHandler):
                 op, status, body, headers = self.route(state, url)
         except Reply as r:
             status, body, headers = r.status, r.body, r.headers
+        lost = state.lost_answer(op) if status < 300 else None
+        if lost:
+            state.record(origin, self.command, url.path, op, 0)
+            self.close_connection = True
+            if lost == "hang":
+                while self.rfile.read1(1 << 16):
+                    pass
+            return
         state.record(origin, self.command, url.path, op, status)
         self.respond(status, body, headers)
 

@@ -11,6 +11,9 @@ on the path before TLS) misbehaves on purpose. Python standard library only.
 | stall-after-greeting | plaintext; greets, answers EHLO, and never answers MAIL FROM |
 | stall-at-rcpt | plaintext; answers up to MAIL FROM, never answers RCPT TO |
 | stall-at-data-end | plaintext; answers DATA with 354, reads the whole message, never answers its final "." |
+| close-at-data-end | plaintext; reads the whole message, then closes the connection without answering its final "." |
+| reset-mid-data | plaintext; answers DATA with 354, reads 64 KiB of the message, then resets the connection |
+| reply | plaintext; accepts everything, except that each `--reply STEP=CODE` (STEP: MAIL, RCPT, DATA, END for the final ".") answers that step with CODE; RCPT's applies only to recipients at refused.test |
 | stall-reading-data | plaintext; answers DATA with 354, then never reads again (a client's writes fill the socket's buffers and block) |
 | quit-never-answered | plaintext; accepts the message, never answers QUIT |
 | starttls | a well-behaved STARTTLS server (with --cert and --key) that accepts everything: for a client that does not trust its CA |
@@ -42,12 +45,16 @@ def main():
     parser.add_argument("--mode", required=True,
                         choices=["endless-greeting", "long-multiline", "starttls-inject", "reflect",
                                  "stall-after-greeting", "stall-at-rcpt", "stall-at-data-end", "stall-reading-data",
+                                 "close-at-data-end", "reset-mid-data", "reply",
                                  "quit-never-answered", "starttls", "starttls-454", "starttls-cut"])
+    parser.add_argument("--reply", action="append", default=[],
+                        help="STEP=CODE: answer MAIL, RCPT, DATA or END (the final \".\") with CODE")
     parser.add_argument("--dir", required=True)
     parser.add_argument("--cert")
     parser.add_argument("--key")
     parser.add_argument("--limit", type=int, default=2 << 30, help="bytes an endless reply may write")
     args = parser.parse_args()
+    args.replies = dict(r.split("=", 1) for r in args.reply)
 
     listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -152,6 +159,8 @@ class Session:
                                   ("QUIT", "quit-never-answered")):
                 self.silent()
                 return
+            elif verb in self.server.args.replies and (verb != "RCPT" or "@refused.test" in line):
+                self.refuse(verb)
             elif verb == "AUTH":
                 if len(line.split(" ")) < 3:
                     self.send(b"334 \r\n")
@@ -162,7 +171,14 @@ class Session:
                 if mode == "stall-reading-data":
                     self.server.log("stalled.log", {"conn": self.conn})
                     threading.Event().wait()
-                if not self.data(answer=mode != "stall-at-data-end"):
+                if mode == "reset-mid-data":
+                    self.reset_after(64 * 1024)
+                    return
+                answer = mode not in ("stall-at-data-end", "close-at-data-end")
+                if not self.data(answer=answer, end_code=self.server.args.replies.get("END")):
+                    if mode == "close-at-data-end":
+                        self.server.log("closed.log", {"conn": self.conn})
+                        return
                     self.silent()
                     return
             elif verb == "QUIT":
@@ -192,9 +208,27 @@ class Session:
             pass
         self.server.log("closed.log", {"conn": self.conn})
 
-    def data(self, answer=True):
+    def refuse(self, step):
+        code = self.server.args.replies[step]
+        self.send(f"{code} {code[0]}.0.0 {step} refused by --reply\r\n".encode())
+
+    def reset_after(self, n):
+        """Read `n` bytes of the message, then reset the connection (RST, not FIN)."""
+        got = len(self.buf)
+        while got < n:
+            chunk = self.sock.recv(CHUNK)
+            if not chunk:
+                break
+            got += len(chunk)
+        self.server.log("reset.log", {"conn": self.conn, "read": got})
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
+        self.sock.close()
+
+    def data(self, answer=True, end_code=None):
         """Raw bytes up to a line "." ended by CRLF or by a bare LF (as a lenient server would);
-        True once the message is stored and, if `answer`, its 250 sent."""
+        True once the message is stored and, if `answer`, its 250 (or `end_code`) sent. A
+        message answered with a refusal is not stored."""
+        refusal = end_code is not None
         data = b""
         while True:
             found = [(at, end) for end in (b"\r\n.\r\n", b"\n.\n", b"\n.\r\n", b"\r\n.\n")
@@ -202,6 +236,9 @@ class Session:
             if found:
                 at, end = min(found)
                 whole, self.buf = data[: at + len(end)], data[at + len(end):]
+                if refusal:
+                    self.refuse("END")
+                    return True
                 with self.server.lock:
                     self.server.messages += 1
                     n = self.server.messages

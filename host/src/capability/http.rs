@@ -19,7 +19,8 @@
 //! query (an upload URL's query is a credential).
 
 use std::fmt::Write as _;
-use std::sync::OnceLock;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -28,6 +29,7 @@ use reqwest::{Client, Url};
 
 use super::blobs::blob_bytes;
 use super::secrets::{Field, secret_value};
+use super::witness::Witness;
 use super::{HostState, SenderContext, error_chain};
 use crate::wit::http::{Body, Host, HttpError, Method, Request, Response, TextPart};
 
@@ -73,6 +75,7 @@ impl Host for HostState {
             Err(e) => return Ok(Err(e)),
         };
         let (scheme, host, port) = origin_parts(&url);
+        let server = format!("http {scheme}://{host}:{port}");
         if let Err(denied) = self.sender.gate.check(scheme, &host, port) {
             return Ok(Err(HttpError::Denied(denied.to_string())));
         }
@@ -85,7 +88,9 @@ impl Host for HostState {
             Err(e) => return Ok(Err(e)),
         };
         let started = Instant::now();
-        let result = perform(&client, prepared, &self.sender.name).await;
+        let waiting = self.witness.waiting_on(server);
+        let result = perform(&client, prepared, &self.sender.name, &self.witness).await;
+        drop(waiting);
         self.host_io += started.elapsed();
         Ok(result.map_err(scrubbed))
     }
@@ -93,14 +98,19 @@ impl Host for HostState {
 
 /// A failure's text scrubbed of every secret, before the plugin sees it.
 fn scrubbed(mut e: HttpError) -> HttpError {
-    match &mut e {
+    crate::secret::redact_in_place(error_text(&mut e));
+    e
+}
+
+/// The text of a failure, whichever case it is.
+fn error_text(e: &mut HttpError) -> &mut String {
+    match e {
         HttpError::Denied(text)
         | HttpError::InvalidRequest(text)
         | HttpError::Connection(text)
         | HttpError::Timeout(text)
-        | HttpError::TooLarge(text) => crate::secret::redact_in_place(text),
+        | HttpError::TooLarge(text) => text,
     }
-    e
 }
 
 /// The request's URL, parsed the way reqwest will connect by. Only `http` and `https`, with a
@@ -159,6 +169,9 @@ struct Prepared {
     /// Shared, not copied: a blob range is a slice of the attachment's bytes.
     body: Option<Bytes>,
     timeout: Duration,
+    /// A POST or PATCH that is not an OAuth token request: once its last byte is out, the
+    /// server may act on it ([`witness`](super::witness)).
+    hands_over: bool,
 }
 
 /// A header or form value: its text, and whether a secret went into it.
@@ -236,6 +249,9 @@ fn prepare(
         value.set_sensitive(joined.secret || name == reqwest::header::AUTHORIZATION);
         headers.append(name, value);
     }
+    // A form with a secret or a `grant_type` in it is an OAuth token request (RFC 6749 §4):
+    // it hands over no message.
+    let mut token_request = false;
     let body = match request.body {
         Body::Empty => None,
         Body::Bytes(bytes) => Some(Bytes::from(bytes)),
@@ -259,7 +275,10 @@ fn prepare(
             let mut pairs = Vec::with_capacity(fields.len());
             for field in fields {
                 match join(state, &field.value, Field::Form, &field.name, &url)? {
-                    Ok(joined) => pairs.push((field.name.clone(), joined.text)),
+                    Ok(joined) => {
+                        token_request |= joined.secret || field.name == "grant_type";
+                        pairs.push((field.name.clone(), joined.text));
+                    }
                     Err(e) => return Ok(Err(e)),
                 }
             }
@@ -288,6 +307,7 @@ fn prepare(
         headers,
         body,
         timeout,
+        hands_over: matches!(request.method, Method::Post | Method::Patch) && !token_request,
     }))
 }
 
@@ -403,13 +423,23 @@ fn local_answer<'e>(
     None
 }
 
-async fn perform(client: &Client, prepared: Prepared, sender: &str) -> Result<Response, HttpError> {
+/// Sends the request and reads the whole response. A request that [hands
+/// over](Prepared::hands_over) is owed its answer from the moment hyper takes its last byte until
+/// the response is read in full: an error or a time-out in between leaves it lost in the
+/// [`Witness`], and the email maybe delivered.
+async fn perform(
+    client: &Client,
+    prepared: Prepared,
+    sender: &str,
+    witness: &Witness,
+) -> Result<Response, HttpError> {
     let Prepared {
         method,
         url,
         headers,
         body,
         timeout,
+        hands_over,
     } = prepared;
     let started = Instant::now();
     let mut builder = client
@@ -420,21 +450,106 @@ async fn perform(client: &Client, prepared: Prepared, sender: &str) -> Result<Re
         method,
         reqwest::Method::POST | reqwest::Method::PUT | reqwest::Method::PATCH
     );
-    match body {
-        Some(body) if !body.is_empty() => builder = builder.body(body),
+    let body = body.unwrap_or_default();
+    // An empty body is out with the request's head.
+    let taken = Arc::new(AtomicBool::new(body.is_empty()));
+    if !body.is_empty() {
+        builder = builder.body(reqwest::Body::wrap(Handed {
+            rest: body,
+            taken: taken.clone(),
+        }));
+    } else if sends_body {
         // hyper leaves the length out of an empty body, and servers (Graph among them) answer
         // 411 to a POST without one.
-        _ if sends_body => builder = builder.header(reqwest::header::CONTENT_LENGTH, "0"),
-        _ => {}
+        builder = builder.header(reqwest::header::CONTENT_LENGTH, "0");
     }
-    let mut response = builder.send().await.map_err(|e| map_error(e, &url))?;
+    let hand_over = hands_over.then(|| {
+        witness.hand_over_once(
+            format!("the whole request {method} {} was sent", shown(&url)),
+            taken,
+        )
+    });
+    let result = read_response(builder, &url).await;
+    match (hand_over, &result) {
+        (Some(hand_over), Err((e, true))) => hand_over.lost(error_text(&mut e.clone())),
+        (Some(hand_over), Err((_, false))) => hand_over.never_made(),
+        (Some(hand_over), Ok(_)) => hand_over.answered(),
+        (None, _) => {}
+    }
+    let response = result.map_err(|(e, _)| e)?;
+    tracing::debug!(
+        sender,
+        "{method} {} -> {} ({} bytes in {} ms)",
+        shown(&url),
+        response.status,
+        response.body.len(),
+        started.elapsed().as_millis()
+    );
+    Ok(response)
+}
+
+/// A request body handed to hyper a piece at a time, which says when its last piece is taken.
+/// Its exact size goes out as `Content-Length`, as a plain body's would.
+struct Handed {
+    rest: Bytes,
+    taken: Arc<AtomicBool>,
+}
+
+/// What hyper takes of a [`Handed`] body at a time: it asks for the next piece once it has
+/// written the one before, so "the last piece taken" is close to "the request written".
+const HANDED_PIECE: usize = 64 << 10;
+
+impl http_body::Body for Handed {
+    type Data = Bytes;
+    type Error = std::convert::Infallible;
+
+    fn poll_frame(
+        self: std::pin::Pin<&mut Self>,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<http_body::Frame<Bytes>, Self::Error>>> {
+        let this = self.get_mut();
+        if this.rest.is_empty() {
+            return std::task::Poll::Ready(None);
+        }
+        let piece = this.rest.split_to(this.rest.len().min(HANDED_PIECE));
+        if this.rest.is_empty() {
+            this.taken.store(true, Ordering::Release);
+        }
+        std::task::Poll::Ready(Some(Ok(http_body::Frame::data(piece))))
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.rest.is_empty()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        http_body::SizeHint::with_exact(self.rest.len() as u64)
+    }
+}
+
+/// The response, read in full and scrubbed. An error says whether the request may have
+/// reached the server and been acted on: true once a connection was made, unless the server's
+/// status already refused it (4xx, 5xx).
+async fn read_response(
+    builder: reqwest::RequestBuilder,
+    url: &Url,
+) -> Result<Response, (HttpError, bool)> {
+    let mut response = match builder.send().await {
+        Ok(response) => response,
+        Err(e) => {
+            let connected = !e.is_connect();
+            return Err((map_error(e, url), connected));
+        }
+    };
     let status = response.status().as_u16();
+    let accepted = status < 400;
     let too_large = || {
-        HttpError::TooLarge(format!(
+        let e = HttpError::TooLarge(format!(
             "{}: the response is larger than {} MiB",
-            shown(&url),
+            shown(url),
             MAX_RESPONSE_BYTES >> 20
-        ))
+        ));
+        (e, accepted)
     };
     if response
         .content_length()
@@ -455,22 +570,19 @@ async fn perform(client: &Client, prepared: Prepared, sender: &str) -> Result<Re
         })
         .collect();
     let mut body = Vec::new();
-    while let Some(chunk) = response.chunk().await.map_err(|e| map_error(e, &url))? {
-        if body.len() + chunk.len() > MAX_RESPONSE_BYTES {
-            return Err(too_large());
+    loop {
+        match response.chunk().await {
+            Ok(Some(chunk)) if body.len() + chunk.len() > MAX_RESPONSE_BYTES => {
+                return Err(too_large());
+            }
+            Ok(Some(chunk)) => body.extend_from_slice(&chunk),
+            Ok(None) => break,
+            Err(e) => return Err((map_error(e, url), accepted)),
         }
-        body.extend_from_slice(&chunk);
     }
     if let std::borrow::Cow::Owned(scrubbed) = crate::secret::redact_bytes(&body) {
         body = scrubbed;
     }
-    tracing::debug!(
-        sender,
-        "{method} {} -> {status} ({} bytes in {} ms)",
-        shown(&url),
-        body.len(),
-        started.elapsed().as_millis()
-    );
     Ok(Response {
         status,
         headers,
@@ -582,6 +694,60 @@ mod tests {
             "{request}"
         );
         assert!(state.host_io > Duration::ZERO);
+    }
+
+    #[tokio::test]
+    async fn a_post_sent_in_full_whose_answer_is_lost_is_witnessed_and_a_get_or_token_request_is_not()
+     {
+        // Reads each whole request, then closes without a word.
+        let (port, mut seen) = server(Vec::new()).await;
+        let mut state = state_for(port);
+        let url = format!("http://127.0.0.1:{port}/v1.0/users/x/sendMail");
+        let mut post = get(format!("{url}?secret=query"));
+        post.method = Method::Post;
+        post.body = Body::Bytes(vec![b'x'; 200_000]);
+        let error = state.send(post).await.unwrap().unwrap_err();
+        assert!(matches!(error, HttpError::Connection(_)), "{error:?}");
+        let request = seen.recv().await.unwrap();
+        let head = String::from_utf8_lossy(&request[..request.len() - 200_000]).to_lowercase();
+        assert!(
+            head.contains("content-length: 200000\r\n") && !head.contains("transfer-encoding"),
+            "the body in pieces still goes out with its length: {head}"
+        );
+        let lost = state.witness.snapshot().lost;
+        assert_eq!(lost.len(), 1, "{lost:?}");
+        assert!(
+            lost[0].starts_with(&format!("the whole request POST {url} was sent; then ")),
+            "{lost:?}"
+        );
+
+        let _ = state.send(get(url.clone())).await.unwrap().unwrap_err();
+        let mut token = get(url);
+        token.method = Method::Post;
+        token.body = Body::Form(vec![FormField {
+            name: "grant_type".into(),
+            value: vec![TextPart::Text("client_credentials".into())],
+        }]);
+        let _ = state.send(token).await.unwrap().unwrap_err();
+        assert_eq!(
+            state.witness.snapshot().lost.len(),
+            1,
+            "a GET and a token request hand nothing over"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_post_that_never_connected_hands_nothing_over() {
+        let port = {
+            let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+            listener.local_addr().unwrap().port()
+        };
+        let mut state = state_for(port);
+        let mut post = get(format!("http://127.0.0.1:{port}/v1.0/users/x/sendMail"));
+        post.method = Method::Post;
+        let error = state.send(post).await.unwrap().unwrap_err();
+        assert!(matches!(error, HttpError::Connection(_)), "{error:?}");
+        assert!(state.witness.snapshot().lost.is_empty());
     }
 
     #[tokio::test]

@@ -13,8 +13,11 @@
 //! | replies | NO at login → `auth-failed`; `[NONEXISTENT]` → `invalid-settings`; `[OVERQUOTA]`, `[UNAVAILABLE]`, time-outs → `temporary` |
 //!
 //! `open` asks the gate first, on its first line; the session's later calls go over that one
-//! connection, to the destination the gate allowed. Every step has a time limit, and time spent
-//! here counts as host I/O, not plugin time.
+//! connection, to the destination the gate allowed. Every wait has a bound: connect 30 s; the
+//! TLS handshake, the greeting and each command 60 s (APPEND until its `+` too); each piece of APPEND's literal
+//! 3 min; APPEND's answer once the literal is written 10 min. That last wait follows the
+//! hand-over: no answer to it leaves the message maybe stored, recorded in the call's
+//! [`Witness`] (the outcome is `uncertain`).
 //! Certificates are always verified: the system's roots (which honour `SSL_CERT_FILE`) plus the
 //! sender's `ca_file`. The password never enters async-imap (see [`secret_fill`]); this module
 //! never logs or formats it.
@@ -39,6 +42,7 @@ use wasmtime::component::Resource;
 
 use super::blobs::MessageText;
 use super::secrets::secret_value;
+use super::witness::Witness;
 use super::{HostState, SenderContext, scrubbed, temporary};
 use crate::secret::Secret;
 use crate::wit::imap::{AppendError, AppendReport, Folder, Host, HostSession};
@@ -48,7 +52,9 @@ use secret_fill::SecretFill;
 
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
 const COMMAND_TIMEOUT: Duration = Duration::from_secs(60);
-/// APPEND of a whole message: a 30 MB scan over a slow uplink takes a while.
+/// Each piece of an APPEND's literal written (at most 1 MiB), as SMTP's data block.
+const PIECE_TIMEOUT: Duration = Duration::from_secs(180);
+/// The answer to an APPEND once its literal is written: the server may scan the message first.
 const APPEND_TIMEOUT: Duration = Duration::from_secs(600);
 
 /// The encrypted connection under an authenticated session.
@@ -65,6 +71,8 @@ pub struct ImapSession {
     /// A step failed half-way (time-out, broken connection): the connection's state is unknown,
     /// so nothing more is sent on it.
     broken: bool,
+    /// The call's witness: the session's waits and its APPEND's hand-over are the call's.
+    witness: Witness,
 }
 
 impl std::fmt::Debug for ImapSession {
@@ -95,7 +103,18 @@ impl HostSession for HostState {
             return Ok(Err(SendError::Denied(refused)));
         }
         let started = Instant::now();
-        let opened = open(&self.sender, &endpoint, &credentials.username, &password).await;
+        let waiting = self
+            .witness
+            .waiting_on(format!("imap {}:{}", endpoint.host, endpoint.port));
+        let opened = open(
+            &self.sender,
+            &self.witness,
+            &endpoint,
+            &credentials.username,
+            &password,
+        )
+        .await;
+        drop(waiting);
         self.host_io += started.elapsed();
         match opened {
             Ok(session) => Ok(Ok(self.table.push(session)?)),
@@ -312,6 +331,86 @@ fn classify(step: Step, at: &str, subject: &str, refusal: &Refusal) -> SendError
         _ => SendError::Rejected(format!("{at} refused {} {subject}: {said}", step.doing())),
     }
 }
+
+/// APPEND's exchange, each wait within its own bound: the command until the server's `+`
+/// ([`COMMAND_TIMEOUT`]), each piece of the literal ([`PIECE_TIMEOUT`]), and the tagged answer
+/// after the literal's last byte ([`APPEND_TIMEOUT`]). That last byte is the hand-over: without
+/// an answer the message may be stored.
+async fn append_literal(
+    session: &mut Session<Wire>,
+    witness: &Witness,
+    at: &str,
+    tag: &str,
+    line: &str,
+    message: &MessageText,
+) -> Result<Reply, SendError> {
+    let start = async {
+        let stream = session.get_mut();
+        stream.write_all(line.as_bytes()).await?;
+        stream.flush().await?;
+        // A synchronizing literal: the server says "+" first, or refuses right away.
+        loop {
+            let Some(response) = session.read_response().await? else {
+                return Err(std::io::Error::from(std::io::ErrorKind::UnexpectedEof));
+            };
+            let parsed = response.parsed();
+            if let Response::Continue(_) = parsed {
+                return Ok(None);
+            }
+            if let Some(done) = ending(parsed, tag) {
+                return Ok(Some(Reply {
+                    untagged: Untagged::default(),
+                    done,
+                }));
+            }
+        }
+    };
+    if let Some(refused) = timed(Step::Append, at, COMMAND_TIMEOUT, start).await? {
+        return Ok(refused);
+    }
+    // The literal in pieces, attachments encoded as they are reached.
+    for piece in message.pieces() {
+        let write = session.get_mut().write_all(&piece);
+        if tokio::time::timeout(PIECE_TIMEOUT, write).await.is_err() {
+            return Err(temporary(format!(
+                "timed out after {} s writing the message to {at}: the server stopped reading it",
+                PIECE_TIMEOUT.as_secs()
+            )));
+        }
+    }
+    let end = async {
+        let stream = session.get_mut();
+        stream.write_all(b"\r\n").await?;
+        stream.flush().await
+    };
+    timed(Step::Append, at, PIECE_TIMEOUT, end).await?;
+    let hand_over = witness.hand_over(format!("the whole message was written to {at} (APPEND)"));
+    match tokio::time::timeout(APPEND_TIMEOUT, read_done(session, tag, Untagged::default())).await {
+        Ok(Ok(reply)) => {
+            hand_over.answered();
+            Ok(reply)
+        }
+        Ok(Err(e)) => {
+            hand_over.lost(&e.to_string());
+            Err(temporary(format!(
+                "failed waiting for {at} to answer APPEND: {e}; {UNCERTAIN}"
+            )))
+        }
+        Err(_) => {
+            hand_over.lost(&format!(
+                "no answer came within {} s",
+                APPEND_TIMEOUT.as_secs()
+            ));
+            Err(temporary(format!(
+                "timed out after {} s waiting for {at} to answer APPEND: {UNCERTAIN}",
+                APPEND_TIMEOUT.as_secs()
+            )))
+        }
+    }
+}
+
+/// Said when an APPEND's literal went out and no answer came back.
+const UNCERTAIN: &str = "the whole message was sent; whether the server stored it is unknown";
 
 /// Runs one step under a time limit; a failure to talk (I/O, time-out) is temporary.
 async fn timed<T, E: std::fmt::Display>(
@@ -560,6 +659,7 @@ async fn handshake(
 /// Connect, secure, log in.
 async fn open(
     ctx: &SenderContext,
+    witness: &Witness,
     endpoint: &Endpoint,
     username: &str,
     password: &Secret,
@@ -627,6 +727,7 @@ async fn open(
         capabilities: Vec::new(),
         next_tag: 0,
         broken: false,
+        witness: witness.clone(),
     };
     // After login a server may say more (SPECIAL-USE, UIDPLUS); ask again.
     let tag = session.tag();
@@ -747,6 +848,7 @@ impl ImapSession {
     ) -> Result<Reply, SendError> {
         self.usable()?;
         let at = self.at.clone();
+        let _waiting = self.witness.waiting_on(format!("imap {at}"));
         let result = timed(step, &at, limit, command(&mut self.session, tag, line)).await;
         if result.is_err() {
             self.broken = true;
@@ -845,37 +947,11 @@ impl ImapSession {
             message.len()
         );
         let at = self.at.clone();
-        let session = &mut self.session;
-        let exchange = async {
-            let stream = session.get_mut();
-            stream.write_all(line.as_bytes()).await?;
-            stream.flush().await?;
-            // A synchronizing literal: the server says "+" first, or refuses right away.
-            loop {
-                let Some(response) = session.read_response().await? else {
-                    return Err(std::io::ErrorKind::UnexpectedEof.into());
-                };
-                let parsed = response.parsed();
-                if let Response::Continue(_) = parsed {
-                    break;
-                }
-                if let Some(done) = ending(parsed, &tag) {
-                    return Ok(Reply {
-                        untagged: Untagged::default(),
-                        done,
-                    });
-                }
-            }
-            let stream = session.get_mut();
-            // The literal in pieces, attachments encoded as they are reached.
-            for piece in message.pieces() {
-                stream.write_all(&piece).await?;
-            }
-            stream.write_all(b"\r\n").await?;
-            stream.flush().await?;
-            read_done(session, &tag, Untagged::default()).await
-        };
-        let reply = match timed(Step::Append, &at, APPEND_TIMEOUT, exchange).await {
+        let waiting = self.witness.waiting_on(format!("imap {at}"));
+        let appended = append_literal(&mut self.session, &self.witness, &at, &tag, &line, message);
+        let appended = appended.await;
+        drop(waiting);
+        let reply = match appended {
             Ok(reply) => reply,
             Err(e) => {
                 self.broken = true;

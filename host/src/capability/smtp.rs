@@ -27,6 +27,11 @@
 //! | the answer to the final `.` | 10 min | RFC 5321 "DATA termination": the server may scan the message before it answers |
 //! | QUIT | 5 s | the mail is sent; the answer changes nothing, and then the connection is dropped |
 //!
+//! The final `.` is the hand-over: from there the server may deliver, so no answer to it (a
+//! time-out, a closed connection, a reply over the cap) is recorded in the call's [`Witness`],
+//! and the outcome is `uncertain`, never `temporary`. A 4xx to a RCPT TO is recorded there too,
+//! so the receipt's refused recipients can be told apart (for now, for good).
+//!
 //! After a step ran out of its bound the connection is dropped at once: no QUIT is sent into a
 //! silence. After a refused step, QUIT gets its 5 s. `SCAN2X_MAIL_SMTP_TIMEOUT_SCALE` (a factor
 //! from 0.001 to 1, read when a sender loads) shortens every bound alike; the tests use it so a
@@ -59,6 +64,7 @@ use lettre::transport::smtp::response::Response;
 
 use super::blobs::{MessageText, Pieces};
 use super::secrets::secret_value;
+use super::witness::{HandOver, Witness};
 use super::{HostState, SenderContext, error_chain, scrubbed, temporary};
 use crate::secret::Secret;
 use crate::wit::smtp::{Envelope, Host, SendReport};
@@ -98,7 +104,19 @@ impl Host for HostState {
             }));
         }
         let started = std::time::Instant::now();
-        let result = send(&self.sender, &endpoint, login.as_ref(), &envelope, &message).await;
+        let waiting = self
+            .witness
+            .waiting_on(format!("smtp {}:{}", endpoint.host, endpoint.port));
+        let result = send(
+            &self.sender,
+            &self.witness,
+            &endpoint,
+            login.as_ref(),
+            &envelope,
+            &message,
+        )
+        .await;
+        drop(waiting);
         self.host_io += started.elapsed();
         Ok(result.map(scrubbed_report).map_err(scrubbed))
     }
@@ -120,7 +138,11 @@ impl Host for HostState {
             Err(denied) => return Ok(Err(denied)),
         };
         let started = std::time::Instant::now();
+        let waiting = self
+            .witness
+            .waiting_on(format!("smtp {}:{}", endpoint.host, endpoint.port));
         let result = verify(&self.sender, &endpoint, login.as_ref()).await;
+        drop(waiting);
         self.host_io += started.elapsed();
         Ok(result
             .map(|line| crate::secret::redact(&line).into_owned())
@@ -165,8 +187,8 @@ enum Stage {
     Data,
     /// Writing a piece of the message.
     DataBlock,
-    /// The final `.` written, its answer awaited. issue 13: uncertain — the message may have
-    /// been delivered when this step fails.
+    /// The final `.` written, its answer awaited: the hand-over. When this step fails the
+    /// message may have been delivered ([`Witness::hand_over`]).
     DataEnd,
 }
 
@@ -210,7 +232,6 @@ impl Stage {
             Stage::DataBlock => {
                 format!("{after} writing the message to {at}: the server stopped reading it")
             }
-            // issue 13: uncertain
             Stage::DataEnd => format!(
                 "{after} waiting for {at} to answer the end of the message (the final \".\"): {UNCERTAIN}"
             ),
@@ -218,7 +239,7 @@ impl Stage {
     }
 }
 
-/// Said when the final `.` went out and no answer came back. issue 13: uncertain
+/// Said when the final `.` went out and no answer came back.
 const UNCERTAIN: &str = "the whole message was sent; whether the server accepted it is unknown";
 
 /// What an lettre error says, as plain data (lettre's errors can't be built outside lettre,
@@ -303,7 +324,6 @@ fn classify(stage: Stage, at: &str, facts: &ErrorFacts) -> SendError {
         return SendError::InvalidMessage(format!("{at}: {what}"));
     }
     if stage == Stage::DataEnd {
-        // issue 13: uncertain
         return temporary(format!(
             "failed {} {at}: {what}; {UNCERTAIN}",
             stage.doing()
@@ -389,12 +409,22 @@ impl<'a> Waits<'a> {
     }
 }
 
+/// Where the transfer of the message is: its step, that step's deadline, and once the last
+/// piece is out, the hand-over whose answer is owed.
+struct Watch {
+    stage: Stage,
+    deadline: Instant,
+    hand_over: Option<HandOver>,
+}
+
 /// The message's pieces, each one's write given the data-block bound from the moment lettre
 /// takes it, and the final `.` with its answer the DATA-termination bound once none is left.
 struct Watched<'a> {
     pieces: Pieces<'a>,
-    watch: Arc<Mutex<(Stage, Instant)>>,
+    watch: Arc<Mutex<Watch>>,
     timeouts: Timeouts,
+    witness: &'a Witness,
+    at: String,
 }
 
 impl<'a> Iterator for Watched<'a> {
@@ -406,8 +436,16 @@ impl<'a> Iterator for Watched<'a> {
             Some(_) => Stage::DataBlock,
             None => Stage::DataEnd,
         };
-        let deadline = Instant::now() + stage.bound(&self.timeouts);
-        *self.watch.lock().unwrap_or_else(|e| e.into_inner()) = (stage, deadline);
+        let mut watch = self.watch.lock().unwrap_or_else(|e| e.into_inner());
+        if stage == Stage::DataEnd && watch.stage != Stage::DataEnd {
+            // lettre writes the final "." next: from here on the server may deliver.
+            watch.hand_over = Some(
+                self.witness
+                    .hand_over(format!("the whole message was written to {}", self.at)),
+            );
+        }
+        watch.stage = stage;
+        watch.deadline = Instant::now() + stage.bound(&self.timeouts);
         piece
     }
 }
@@ -415,34 +453,64 @@ impl<'a> Iterator for Watched<'a> {
 /// The message after the `354`: lettre writes the pieces and the final `.` and reads the
 /// answer; the deadline moves on with each piece, so a slow upload of a large scan is never
 /// cut while it progresses, and a server that stops reading or answering is.
+///
+/// The answer to the final `.` settles the hand-over, whatever it says; no answer (a time-out,
+/// a closed connection, a reply over the cap) leaves it lost, and the email maybe delivered.
 async fn transfer_message(
     waits: &mut Waits<'_>,
+    witness: &Witness,
     conn: &mut AsyncSmtpConnection,
     message: &MessageText,
 ) -> Result<Response, SendError> {
-    let first = Instant::now() + Stage::DataBlock.bound(waits.timeouts);
-    let watch = Arc::new(Mutex::new((Stage::DataBlock, first)));
+    let watch = Arc::new(Mutex::new(Watch {
+        stage: Stage::DataBlock,
+        deadline: Instant::now() + Stage::DataBlock.bound(waits.timeouts),
+        hand_over: None,
+    }));
     let pieces = Watched {
         pieces: message.pieces(),
         watch: watch.clone(),
         timeouts: *waits.timeouts,
+        witness,
+        at: waits.at(),
     };
-    let now = |watch: &Mutex<(Stage, Instant)>| *watch.lock().unwrap_or_else(|e| e.into_inner());
+    let now = |watch: &Mutex<Watch>| {
+        let watch = watch.lock().unwrap_or_else(|e| e.into_inner());
+        (watch.stage, watch.deadline)
+    };
+    let hand_over = |watch: &Mutex<Watch>| {
+        watch
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .hand_over
+            .take()
+    };
     let mut sending = std::pin::pin!(conn.message_iter(pieces));
     loop {
         let (_, deadline) = now(&watch);
         tokio::select! {
             result = &mut sending => {
                 let (stage, _) = now(&watch);
+                if let Some(hand_over) = hand_over(&watch) {
+                    match &result {
+                        Err(e) if e.status().is_none() => hand_over.lost(&error_chain(e)),
+                        _ => hand_over.answered(),
+                    }
+                }
                 return result.map_err(|e| map_error(stage, waits.endpoint, &e));
             }
             () = tokio::time::sleep_until(deadline.into()) => {
                 let (stage, deadline) = now(&watch);
                 if deadline <= Instant::now() {
                     waits.stalled = true;
-                    return Err(temporary(
-                        stage.timed_out(&waits.at(), stage.bound(waits.timeouts)),
-                    ));
+                    let bound = stage.bound(waits.timeouts);
+                    if let Some(hand_over) = hand_over(&watch) {
+                        hand_over.lost(&format!(
+                            "no answer came within {}",
+                            timeouts::seconds(bound)
+                        ));
+                    }
+                    return Err(temporary(stage.timed_out(&waits.at(), bound)));
                 }
             }
         }
@@ -625,6 +693,7 @@ fn parse_address(text: &str) -> Result<Address, SendError> {
 
 async fn send(
     ctx: &SenderContext,
+    witness: &Witness,
     endpoint: &Endpoint,
     login: Option<&(String, Secret)>,
     envelope: &Envelope,
@@ -643,13 +712,23 @@ async fn send(
     }
     let mut waits = Waits::new(ctx, endpoint);
     let mut conn = connect(ctx, &mut waits, endpoint, login).await?.conn;
-    let result = transfer(&mut waits, &mut conn, endpoint, from, &recipients, message).await;
+    let result = transfer(
+        &mut waits,
+        witness,
+        &mut conn,
+        endpoint,
+        from,
+        &recipients,
+        message,
+    )
+    .await;
     waits.close(conn, result.is_err()).await;
     result
 }
 
 async fn transfer(
     waits: &mut Waits<'_>,
+    witness: &Witness,
     conn: &mut AsyncSmtpConnection,
     endpoint: &Endpoint,
     from: Address,
@@ -684,7 +763,10 @@ async fn transfer(
         match waits.within(Stage::Rcpt, async { Ok(rcpt.await) }).await? {
             Ok(_) => accepted.push(text.clone()),
             Err(e) if e.status().is_some() => {
-                any_temporary |= e.is_transient();
+                if e.is_transient() {
+                    any_temporary = true;
+                    witness.deferred(text);
+                }
                 refused.push(RefusedRecipient {
                     address: text.clone(),
                     reason: error_chain(&e),
@@ -709,7 +791,7 @@ async fn transfer(
     // In pieces of at most 1 MiB, attachments encoded as they are reached: lettre copies what it
     // is given to dot-stuff it, and a piece at a time keeps that copy small, where the whole
     // message would be a second copy (≈41 MB for a 30 MB scan).
-    let reply = transfer_message(waits, conn, message).await?;
+    let reply = transfer_message(waits, witness, conn, message).await?;
     Ok(SendReport {
         accepted,
         refused,

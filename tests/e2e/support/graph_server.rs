@@ -228,6 +228,20 @@ impl GraphServer {
 
     /// The next request of `op` answers `status` with Graph's error `code` (and `Retry-After`).
     pub fn fail_next(&self, op: &str, status: u16, code: &str, retry_after: Option<u32>) {
+        let mut fault = json!({ "op": op, "status": status, "code": code });
+        if let Some(secs) = retry_after {
+            fault["retry_after"] = json!(secs);
+        }
+        self.add_fault(fault);
+    }
+
+    /// The next request of `op` is done in full (a `sendMail` is sent), then its answer is lost:
+    /// `how` is "close" (the connection is closed) or "hang" (no answer ever comes).
+    pub fn lose_next_answer(&self, op: &str, how: &str) {
+        self.add_fault(json!({ "op": op, "lose_answer": how }));
+    }
+
+    fn add_fault(&self, mut fault: Value) {
         let path = self.dir().join("faults.json");
         let mut faults: Vec<Value> = fs::read(&path)
             .ok()
@@ -235,10 +249,7 @@ impl GraphServer {
             .unwrap_or_default();
         let id = self.faults.get() + 1;
         self.faults.set(id);
-        let mut fault = json!({ "id": format!("f{id}"), "op": op, "status": status, "code": code });
-        if let Some(secs) = retry_after {
-            fault["retry_after"] = json!(secs);
-        }
+        fault["id"] = json!(format!("f{id}"));
         faults.push(fault);
         let tmp = self.dir().join("faults.json.tmp");
         fs::write(&tmp, serde_json::to_vec(&faults).unwrap()).unwrap();
