@@ -165,6 +165,11 @@ pub struct SendArgs {
     /// Attach a file; its type comes from its extension (repeatable)
     #[arg(long, value_name = "FILE")]
     pub attach: Vec<PathBuf>,
+
+    /// Send with this Message-ID (angle brackets optional): to send again an email whose
+    /// outcome was uncertain, so recipients' systems can tell it is the same [default: a new one]
+    #[arg(long, value_name = "ID")]
+    pub message_id: Option<String>,
 }
 
 impl SendArgs {
@@ -194,6 +199,7 @@ impl SendArgs {
             bcc: self.bcc.clone(),
             reply_to: self.reply_to.clone(),
             subject: self.subject.clone(),
+            message_id: self.message_id.clone(),
             text,
             html: self.html_file.as_ref().map(read).transpose()?,
             attachments: self

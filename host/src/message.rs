@@ -77,6 +77,9 @@ pub struct Draft {
     #[serde(default)]
     pub attachments: Vec<AttachmentSpec>,
     pub job: Option<JobDraft>,
+    /// The Message-ID to send with, to send again an email whose outcome was uncertain; none:
+    /// a new one.
+    pub message_id: Option<String>,
 }
 
 /// The job an email comes from.
@@ -135,6 +138,7 @@ impl Draft {
         over(&mut self.subject, other.subject);
         over(&mut self.text, other.text);
         over(&mut self.html, other.html);
+        over(&mut self.message_id, other.message_id);
         self.to.extend(other.to);
         self.cc.extend(other.cc);
         self.bcc.extend(other.bcc);
@@ -215,7 +219,10 @@ impl Draft {
         Ok(Prepared {
             message: Email {
                 event,
-                message_id: new_message_id(),
+                message_id: match self.message_id {
+                    Some(id) => given_message_id(&id)?,
+                    None => new_message_id(),
+                },
                 from: self.from.as_deref().map(parse_mailbox).transpose()?,
                 to,
                 cc: list(&self.cc)?,
@@ -350,6 +357,38 @@ pub fn read_text_file(path: &Path) -> Result<String, String> {
 /// A new Message-ID (without angle brackets), kept for every retry of the same email.
 pub fn new_message_id() -> String {
     format!("{}@scan2x-mail", uuid::Uuid::new_v4().simple())
+}
+
+/// The most a given Message-ID may hold: well within a header line of 998 characters.
+const MAX_MESSAGE_ID: usize = 250;
+
+/// A Message-ID the caller gives (`--message-id`, `message_id`), with or without its angle
+/// brackets: `left@right`, printable ASCII without spaces, angle brackets or a second `@`, so
+/// that every protocol carries it as it is (RFC 5322 §3.6.4's msg-id, as Graph checks it).
+pub fn given_message_id(text: &str) -> Result<String, Failure> {
+    let id = text
+        .strip_prefix('<')
+        .and_then(|t| t.strip_suffix('>'))
+        .unwrap_or(text);
+    let printable = id
+        .bytes()
+        .all(|b| b.is_ascii_graphic() && b != b'<' && b != b'>');
+    let parts: Vec<&str> = id.split('@').collect();
+    if id.len() <= MAX_MESSAGE_ID
+        && printable
+        && parts.len() == 2
+        && parts.iter().all(|p| !p.is_empty())
+    {
+        return Ok(id.to_string());
+    }
+    let shown =
+        crate::secret::escape_controls(&text.chars().take(80).collect::<String>()).into_owned();
+    Err(Failure::new(
+        FailureKind::InvalidMessage,
+        format!(
+            "message-id {shown:?} is not a Message-ID: give left@right, printable ASCII without              spaces or a second @, at most {MAX_MESSAGE_ID} characters (as printed by an earlier              send, angle brackets optional)"
+        ),
+    ))
 }
 
 pub fn event_name(event: EventKind) -> &'static str {
@@ -499,6 +538,22 @@ mod tests {
                 .message
                 .contains("no subject")
         );
+    }
+
+    #[test]
+    fn a_given_message_id_is_taken_with_or_without_brackets_and_a_bad_one_refused() {
+        assert_eq!(given_message_id("<a.b@c>").unwrap(), "a.b@c");
+        assert_eq!(
+            given_message_id("7c0f@scan2x-mail").unwrap(),
+            "7c0f@scan2x-mail"
+        );
+        for bad in [
+            "", "a", "a@", "@b", "a@b@c", "a b@c", "a\r\n@c", "<a@c", "a>@c", "ä@c",
+        ] {
+            let e = given_message_id(bad).unwrap_err();
+            assert_eq!(e.kind, FailureKind::InvalidMessage, "{bad:?}");
+        }
+        assert!(given_message_id(&format!("{}@c", "a".repeat(300))).is_err());
     }
 
     #[test]

@@ -149,6 +149,29 @@ fn after_an_uncertain_outcome_failover_sends_nothing_to_the_next_sender() {
         "the backup was not even connected to: {:?}",
         backup.lines()
     );
+
+    // The caller's say-so: the same email again, through the backup, with the same Message-ID.
+    let id = run.json()["message_id"].as_str().unwrap().to_string();
+    let again = failover_settings(&first, &backup).run([
+        "send",
+        "--sender",
+        "backup",
+        "--message-id",
+        &format!("<{id}>"),
+        "--to",
+        "b@example.test",
+        "--subject",
+        "x",
+        "--text",
+        "x",
+    ]);
+    again.assert_code(0);
+    assert!(again.stdout.contains(&format!("message-id: <{id}>")), "{again}");
+    let sent = String::from_utf8_lossy(&backup.data()[0]).into_owned();
+    assert!(
+        sent.contains(&format!("Message-ID: <{id}>\r\n")),
+        "the backup got the same Message-ID: {sent}"
+    );
 }
 
 #[test]
