@@ -453,11 +453,13 @@ async fn perform(
     let body = body.unwrap_or_default();
     // An empty body is out with the request's head.
     let taken = Arc::new(AtomicBool::new(body.is_empty()));
-    if !body.is_empty() {
+    if !body.is_empty() && hands_over {
         builder = builder.body(reqwest::Body::wrap(Handed {
             rest: body,
             taken: taken.clone(),
         }));
+    } else if !body.is_empty() {
+        builder = builder.body(body);
     } else if sends_body {
         // hyper leaves the length out of an empty body, and servers (Graph among them) answer
         // 411 to a POST without one.
