@@ -386,7 +386,9 @@ pub fn given_message_id(text: &str) -> Result<String, Failure> {
     Err(Failure::new(
         FailureKind::InvalidMessage,
         format!(
-            "message-id {shown:?} is not a Message-ID: give left@right, printable ASCII without              spaces or a second @, at most {MAX_MESSAGE_ID} characters (as printed by an earlier              send, angle brackets optional)"
+            "message-id {shown:?} is not a Message-ID: give left@right, printable ASCII without \
+             spaces or a second @, at most {MAX_MESSAGE_ID} characters (as printed by an earlier \
+             send, angle brackets optional)"
         ),
     ))
 }
@@ -552,6 +554,7 @@ mod tests {
         ] {
             let e = given_message_id(bad).unwrap_err();
             assert_eq!(e.kind, FailureKind::InvalidMessage, "{bad:?}");
+            assert!(!e.message.contains("  "), "{e:?}");
         }
         assert!(given_message_id(&format!("{}@c", "a".repeat(300))).is_err());
     }

@@ -210,7 +210,8 @@ pub fn judge(answer: Result<Receipt, CallError>, witnessed: &Witnessed) -> Resul
             Err(Failure::new(
                 FailureKind::Uncertain,
                 format!(
-                    "{lost}. The email may have been delivered: check before sending it again,                      and send it again only with the same Message-ID"
+                    "{lost}. The email may have been delivered: check before sending it again, \
+                     and send it again only with the same Message-ID"
                 ),
             ))
         }
@@ -300,6 +301,7 @@ mod tests {
                     .starts_with("the whole message was written to mx:25")
             );
             assert_eq!(failure.kind.exit_code(), 9);
+            assert!(!failure.message.contains("  "), "{failure:?}");
         }
         let plain = judge(temporary("busy"), &Witnessed::default()).unwrap_err();
         assert_eq!(plain.kind, FailureKind::Temporary);

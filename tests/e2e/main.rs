@@ -5,6 +5,7 @@
 //! |---|---|
 //! | [`graph`] | the Microsoft Graph sender against the Graph stand-in: sendMail, a 30 MB upload session, token reuse, Microsoft's refusals, the sandbox |
 //! | [`imap`] | the IMAP sender against Dovecot: the message placed intact and \Seen in the right folder; its failures |
+//! | [`imap_faults`] | APPEND's faults against a scripted IMAP server: an answer lost after the whole literal is `uncertain`, a literal cut off is `temporary`; the call limit while awaiting the answer |
 //! | [`send`] | `send`: what arrives at the server, per-recipient refusals, exit codes |
 //! | [`test_settings`] | `test` ("Test SMTP Settings"): success sends nothing; auth, network and TLS failures |
 //! | [`settings`] | settings-file errors: exit 3, the key and the line named |
@@ -32,6 +33,7 @@ mod grants;
 mod graph;
 mod hostile_servers;
 mod imap;
+mod imap_faults;
 mod leaks;
 mod limits;
 mod plugins;

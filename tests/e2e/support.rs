@@ -6,6 +6,7 @@
 //! | [`certs`] | a test CA and a `localhost`/127.0.0.1 leaf signed by it, as PEM files |
 //! | [`echo_server`] | `tests/servers/echo_server.py`, a hostile server that echoes logins and requests back, or floods |
 //! | [`dovecot`] | a throw-away Dovecot (IMAP) with a test user, SPECIAL-USE folders and Maildir storage, read back |
+//! | [`hostile_imap`] | `tests/servers/hostile_imap.py`, an IMAP server that fails APPEND in one mode (closes, hangs, resets); what it heard and stored; an IMAP sender pointed at it |
 //! | [`hostile_smtp`] | `tests/servers/hostile_smtp.py`, an SMTP server misbehaving in one mode; what it heard and took; senders pointed at it |
 //! | [`graph_server`] | `tests/servers/graph_server.py`, the Microsoft Graph stand-in, started and stopped; what it received and sent; a Graph sender's settings |
 //! | [`ports`] | free 127.0.0.1 ports |
@@ -23,6 +24,7 @@ pub mod certs;
 pub mod dovecot;
 pub mod echo_server;
 pub mod graph_server;
+pub mod hostile_imap;
 pub mod hostile_smtp;
 pub mod ports;
 pub mod sender;

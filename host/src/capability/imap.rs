@@ -371,11 +371,19 @@ async fn append_literal(
     // The literal in pieces, attachments encoded as they are reached.
     for piece in message.pieces() {
         let write = session.get_mut().write_all(&piece);
-        if tokio::time::timeout(PIECE_TIMEOUT, write).await.is_err() {
-            return Err(temporary(format!(
-                "timed out after {} s writing the message to {at}: the server stopped reading it",
-                PIECE_TIMEOUT.as_secs()
-            )));
+        match tokio::time::timeout(PIECE_TIMEOUT, write).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => {
+                return Err(temporary(format!(
+                    "failed writing the message to {at}: {e}"
+                )));
+            }
+            Err(_) => {
+                return Err(temporary(format!(
+                    "timed out after {} s writing the message to {at}: the server stopped reading it",
+                    PIECE_TIMEOUT.as_secs()
+                )));
+            }
         }
     }
     let end = async {
