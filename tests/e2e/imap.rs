@@ -304,6 +304,7 @@ fn message_placed_over_starttls_lands_intact_and_seen_in_the_folder_marked_sent(
 #[test]
 fn message_placed_over_implicit_tls_on_993_lands_intact_and_seen() {
     let test = "message_placed_over_implicit_tls_on_993_lands_intact_and_seen";
+    let _port = crate::support::ports::hold(993);
     // The IMAP plugin uses implicit TLS on port 993 only, so the server must sit on 993.
     let skip = |why: &str| {
         say_skipped(

@@ -8,6 +8,7 @@
 //! | [`imap_faults`] | APPEND's faults against a scripted IMAP server: an answer lost after the whole literal is `uncertain`, a literal cut off is `temporary`; the call limit while awaiting the answer |
 //! | [`send`] | `send`: what arrives at the server, per-recipient refusals, exit codes |
 //! | [`test_settings`] | `test` ("Test SMTP Settings"): success sends nothing; auth, network and TLS failures |
+//! | [`shipped`] | the binary under test is built as users build it: no benchmark stub |
 //! | [`settings`] | settings-file errors: exit 3, the key and the line named |
 //! | [`leaks`] | servers that echo secrets, plugins that try to read or spread them or to make the host hold their memory or forge its output |
 //! | [`limits`] | the CPU limit counts CPU, not waiting; 10 000 recipients and 100 attachments within the default limit |
@@ -42,5 +43,6 @@ mod sandbox;
 mod secrets;
 mod send;
 mod settings;
+mod shipped;
 mod test_settings;
 mod vendor;

@@ -294,6 +294,7 @@ fn a_send_works_when_the_address_space_is_limited() {
 #[test]
 fn message_sent_over_implicit_tls_arrives_intact() {
     let test = "message_sent_over_implicit_tls_arrives_intact";
+    let _port = crate::support::ports::hold(465);
     // The SMTP plugin uses implicit TLS for port 465 only (RFC 8314's submissions port), so the
     // server must sit on exactly 465.
     let skip = |why: &str| {
