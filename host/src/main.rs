@@ -14,7 +14,7 @@ use serde_json::{Value, json};
 use scan2x_mail::cli::{Cli, Command, SendArgs};
 use scan2x_mail::dispatch;
 use scan2x_mail::message::event_name;
-use scan2x_mail::outcome::{Failure, FailureKind};
+use scan2x_mail::outcome::{self, Failure, FailureKind};
 use scan2x_mail::router::{self, Candidate, Decision, Request};
 use scan2x_mail::runtime::{Limits, Plugin, Runtime, Sender, cache};
 use scan2x_mail::secret;
@@ -400,7 +400,8 @@ impl App {
                 ));
             }
         };
-        let line = runtime.verify(sender).await.map_err(Failure::from)?;
+        let (line, witnessed) = runtime.verify(sender).await;
+        let line = line.map_err(|e| outcome::refine(Failure::from(e), &witnessed))?;
         if json {
             self.print_json(&json!({ "sender": sender.settings.name, "plugin": sender.plugin.info.id, "ok": true, "detail": line }));
         } else {

@@ -192,29 +192,44 @@ impl Sent {
     }
 }
 
-/// The outcome of one send: the plugin's answer, read with what the host itself saw. A failure
-/// after a lost hand-over is `uncertain`; a receipt after one says the email may be there twice.
-pub fn judge(answer: Result<Receipt, CallError>, witnessed: &Witnessed) -> Result<Sent, Failure> {
-    let lost = witnessed.lost.join("; and ");
-    match answer {
-        Err(e) => {
-            let failure = Failure::from(e);
-            if witnessed.lost.is_empty() {
-                return Err(failure);
-            }
+/// A failed call's failure, read with what the host itself saw: after a lost hand-over it is
+/// `uncertain`, whatever the plugin said; after a certificate the host refused, a settings
+/// problem naming it (a plugin may have called it a connection error).
+pub fn refine(failure: Failure, witnessed: &Witnessed) -> Failure {
+    if !witnessed.lost.is_empty() {
+        tracing::info!(
+            "after a lost hand-over the plugin answered {}: {}",
+            failure.kind.as_str(),
+            failure.message
+        );
+        return Failure::new(
+            FailureKind::Uncertain,
+            format!(
+                "{}. The email may have been delivered: check before sending it again, \
+                 and send it again only with the same Message-ID",
+                witnessed.lost.join("; and ")
+            ),
+        );
+    }
+    match &witnessed.certificate {
+        Some(refused) if failure.kind != FailureKind::InvalidSettings => {
             tracing::info!(
-                "after a lost hand-over the plugin answered {}: {}",
+                "after a refused certificate the plugin answered {}: {}",
                 failure.kind.as_str(),
                 failure.message
             );
-            Err(Failure::new(
-                FailureKind::Uncertain,
-                format!(
-                    "{lost}. The email may have been delivered: check before sending it again, \
-                     and send it again only with the same Message-ID"
-                ),
-            ))
+            Failure::new(FailureKind::InvalidSettings, refused.clone())
         }
+        _ => failure,
+    }
+}
+
+/// The outcome of one send: the plugin's answer, read with what the host itself saw
+/// ([`refine`]); a receipt after a lost hand-over says the email may be there twice.
+pub fn judge(answer: Result<Receipt, CallError>, witnessed: &Witnessed) -> Result<Sent, Failure> {
+    let lost = witnessed.lost.join("; and ");
+    match answer {
+        Err(e) => Err(refine(Failure::from(e), witnessed)),
         Ok(receipt) => {
             let refused_for_now = receipt
                 .refused
@@ -337,6 +352,23 @@ mod tests {
             (for_good.kind, for_good.kind.exit_code()),
             (FailureKind::PartlySentRefusedForGood, 11)
         );
+    }
+
+    #[test]
+    fn a_failure_after_a_refused_certificate_is_a_settings_problem_naming_it() {
+        let refused = Witnessed {
+            certificate: Some("https://login: the certificate was refused; ca_file".into()),
+            ..Witnessed::default()
+        };
+        let failure = judge(temporary("connection failed"), &refused).unwrap_err();
+        assert_eq!(
+            (failure.kind, failure.message.as_str()),
+            (
+                FailureKind::InvalidSettings,
+                "https://login: the certificate was refused; ca_file"
+            )
+        );
+        assert_eq!(failure.kind.exit_code(), 3);
     }
 
     #[test]

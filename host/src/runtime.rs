@@ -444,10 +444,11 @@ impl Runtime {
         })
     }
 
-    /// "Test settings" through the sender's plugin.
-    pub async fn verify(&self, sender: &Sender) -> Result<String, CallError> {
+    /// "Test settings" through the sender's plugin, and what the host saw of the call (see
+    /// [`crate::outcome::refine`]).
+    pub async fn verify(&self, sender: &Sender) -> (Result<String, CallError>, Witnessed) {
         let settings = &sender.resolved;
-        let (result, _) = self
+        let (result, witnessed) = self
             .call(
                 &sender.plugin,
                 sender.context.clone(),
@@ -461,15 +462,18 @@ impl Runtime {
                 },
             )
             .await;
-        result?
-            .map_err(plugin_error)
-            .and_then(|mut line| match line.len() {
-                n if n > MAX_ANSWER_BYTES => Err(too_large("answer", n)),
-                _ => {
-                    answers::line(&mut line, answers::MAX_TEXT);
-                    Ok(line)
-                }
-            })
+        let result = result.and_then(|answer| {
+            answer
+                .map_err(plugin_error)
+                .and_then(|mut line| match line.len() {
+                    n if n > MAX_ANSWER_BYTES => Err(too_large("answer", n)),
+                    _ => {
+                        answers::line(&mut line, answers::MAX_TEXT);
+                        Ok(line)
+                    }
+                })
+        });
+        (result, witnessed)
     }
 
     /// Sends one message through the sender's plugin.

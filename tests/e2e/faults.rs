@@ -166,7 +166,10 @@ fn after_an_uncertain_outcome_failover_sends_nothing_to_the_next_sender() {
         "x",
     ]);
     again.assert_code(0);
-    assert!(again.stdout.contains(&format!("message-id: <{id}>")), "{again}");
+    assert!(
+        again.stdout.contains(&format!("message-id: <{id}>")),
+        "{again}"
+    );
     let sent = String::from_utf8_lossy(&backup.data()[0]).into_owned();
     assert!(
         sent.contains(&format!("Message-ID: <{id}>\r\n")),

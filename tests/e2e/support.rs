@@ -78,7 +78,10 @@ pub fn say_skipped(test: &str, why: &str) {
             .open(&log)
             .and_then(|mut f| f.write_all(line.as_bytes()));
         if let Err(e) = appended {
-            panic!("{test}: cannot record its skip in {}: {e}", log.to_string_lossy());
+            panic!(
+                "{test}: cannot record its skip in {}: {e}",
+                log.to_string_lossy()
+            );
         }
     }
 }

@@ -49,7 +49,10 @@ pub fn run(cargo_test_args: &[String]) -> Result<()> {
     }
     tested?;
     if !skips.is_empty() && std::env::var_os("CI").is_some() {
-        bail!("{} tests were skipped under CI, where every test must run", skips.len());
+        bail!(
+            "{} tests were skipped under CI, where every test must run",
+            skips.len()
+        );
     }
     Ok(())
 }

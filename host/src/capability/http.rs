@@ -409,6 +409,21 @@ fn map_error(e: reqwest::Error, url: &Url) -> HttpError {
     }
 }
 
+/// What rustls said of the server's certificate, when that is why a request failed. An
+/// `io::Error` hides the error it wraps from `source()`, so each one is opened.
+fn refused_certificate(e: &(dyn std::error::Error + 'static)) -> Option<String> {
+    if let Some(refusal @ rustls::Error::InvalidCertificate(_)) = e.downcast_ref::<rustls::Error>()
+    {
+        return Some(refusal.to_string());
+    }
+    let wrapped = e
+        .downcast_ref::<std::io::Error>()
+        .and_then(|io| io.get_ref());
+    wrapped
+        .and_then(|inner| refused_certificate(inner))
+        .or_else(|| e.source().and_then(refused_certificate))
+}
+
 /// The resolver's refusal somewhere in a failed request's causes.
 fn local_answer<'e>(
     e: &'e (dyn std::error::Error + 'static),
@@ -471,7 +486,7 @@ async fn perform(
             taken,
         )
     });
-    let result = read_response(builder, &url).await;
+    let result = read_response(builder, &url, witness).await;
     match (hand_over, &result) {
         (Some(hand_over), Err((e, true))) => hand_over.lost(error_text(&mut e.clone())),
         (Some(hand_over), Err((_, false))) => hand_over.never_made(),
@@ -535,10 +550,18 @@ impl http_body::Body for Handed {
 async fn read_response(
     builder: reqwest::RequestBuilder,
     url: &Url,
+    witness: &Witness,
 ) -> Result<Response, (HttpError, bool)> {
     let mut response = match builder.send().await {
         Ok(response) => response,
         Err(e) => {
+            if let Some(reason) = refused_certificate(&e) {
+                witness.certificate_refused(format!(
+                    "TLS with {} failed: the server's certificate was refused ({reason}); if it \
+                     comes from a private CA, trust it with ca_file",
+                    shown(url)
+                ));
+            }
             let connected = !e.is_connect();
             return Err((map_error(e, url), connected));
         }

@@ -2,7 +2,9 @@
 //! answer was lost, the recipients a server refused for now, and the server the call is waiting
 //! on. The outcome layer reads it when the call ends ([`crate::outcome::judge`]): a failure after
 //! a lost answer is `uncertain`, never `temporary`, so nothing sends the email again on its own;
-//! a call stopped while it waits on a server is that server's time-out, not a plugin crash.
+//! a call stopped while it waits on a server is that server's time-out, not a plugin crash; and a
+//! certificate the host refused is a settings problem, even where the plugin only got a
+//! connection error (WIT 0.2.0's `http-error` has no case for it).
 //!
 //! A hand-over is the write after which a server may act on the message, so that an answer lost
 //! after it leaves the email maybe delivered:
@@ -36,6 +38,9 @@ pub struct Witnessed {
     pub deferred: Vec<String>,
     /// The server the call is waiting on right now, e.g. "smtp 127.0.0.1:25".
     pub waiting_on: Option<String>,
+    /// A server certificate the host refused in an HTTP request, said for the administrator:
+    /// a settings problem (`ca_file`), whatever the plugin makes of the connection error it got.
+    pub certificate: Option<String>,
 }
 
 impl Witness {
@@ -46,6 +51,11 @@ impl Witness {
     /// Everything seen so far.
     pub fn snapshot(&self) -> Witnessed {
         self.seen().clone()
+    }
+
+    /// The host refused a server's certificate (the first one is kept).
+    pub fn certificate_refused(&self, what: String) {
+        self.seen().certificate.get_or_insert(what);
     }
 
     /// A server refused `address` for now: a later try may succeed.

@@ -121,12 +121,28 @@ impl GraphServer {
     }
 
     pub fn start_with(token_lifetime: u64) -> Result<GraphServer, String> {
-        let certs = Certs::generate();
+        Self::start_with_certs(token_lifetime, Certs::generate())
+    }
+
+    /// [`GraphServer::start_with`], presenting the leaf of `certs` on all three origins (e.g.
+    /// one a client must refuse); [`GraphServer::ca_file`] is then `certs`' CA.
+    pub fn start_with_certs(token_lifetime: u64, certs: Certs) -> Result<GraphServer, String> {
+        Self::start_configured(token_lifetime, certs, |_| {})
+    }
+
+    /// [`GraphServer::start_with_certs`] with the standard configuration changed by `edit`
+    /// first: another tenant, application or user, or `not_before_offset` (the keys are in the
+    /// script's docstring).
+    pub fn start_configured(
+        token_lifetime: u64,
+        certs: Certs,
+        edit: impl FnOnce(&mut Value),
+    ) -> Result<GraphServer, String> {
         let dir = tempfile::Builder::new()
             .prefix("scan2x-graph-server-")
             .tempdir()
             .map_err(|e| format!("create the stand-in's temp dir: {e}"))?;
-        let config = json!({
+        let mut config = json!({
             "tenants": { TENANT_ID: {
                 "domains": [TENANT_DOMAIN],
                 "apps": { CLIENT_ID: {
@@ -151,6 +167,7 @@ impl GraphServer {
             },
             "token_lifetime": token_lifetime,
         });
+        edit(&mut config);
         let config_path = dir.path().join("config.json");
         fs::write(&config_path, config.to_string()).map_err(|e| e.to_string())?;
         let stderr_path = dir.path().join("server.stderr");

@@ -51,7 +51,12 @@ pub struct SendGridServer {
 
 impl SendGridServer {
     pub fn start() -> SendGridServer {
-        let certs = Certs::generate();
+        Self::start_with_certs(Certs::generate())
+    }
+
+    /// [`SendGridServer::start`], presenting the leaf of `certs` (e.g. one a client must
+    /// refuse); [`SendGridServer::ca_file`] is then `certs`' CA.
+    pub fn start_with_certs(certs: Certs) -> SendGridServer {
         let dir = tempfile::Builder::new()
             .prefix("scan2x-sendgrid-server-")
             .tempdir()
@@ -168,6 +173,11 @@ impl SendGridServer {
                 }
             })
             .collect()
+    }
+
+    /// What it wrote to stderr so far: a traceback there is a request it did not foresee.
+    pub fn stderr(&self) -> String {
+        fs::read_to_string(self.dir().join("server.stderr")).unwrap_or_default()
     }
 }
 
