@@ -21,6 +21,7 @@
 //! | [`hostile_servers`] | hostile SMTP servers: endless replies cut at a fixed cap, STARTTLS injection refused before a login, a plugin's bare-LF dot line stuffed; every stalled step temporary within its bound |
 //! | [`faults`] | one fault per mode: each refusal at each step and its exit code; a lost answer after the whole message is `uncertain` and never failed over; recipients refused for now or for good; the call limit while waiting |
 //! | [`vendor`] | a vendor's plugin as a file (the SendGrid example) used by the same binary; a built-in replaced by a file |
+//! | [`stand_ins`] | the Graph and SendGrid stand-ins refuse what Microsoft and SendGrid refuse: one test a rule, status and error asserted |
 //! | [`routing`] | which sender carries each email (preferred, job options, events), failover, `route` |
 //!
 //! One test binary with submodules, so the binary is built once. Tests must never talk to
@@ -45,6 +46,7 @@ mod secrets;
 mod send;
 mod settings;
 mod shipped;
+mod stand_ins;
 mod test_settings;
 mod tls;
 mod vendor;

@@ -18,21 +18,37 @@ Three origins, as in Microsoft's cloud (all https://127.0.0.1, ports chosen by t
   upload   the pre-authenticated upload URLs Graph hands out (Outlook's origin in real life):
                                PUT  /api/v2.0/Users('…')/Messages('…')/AttachmentSessions('…')?authtoken=…
 
-What it checks: methods and paths; Content-Type, Content-Length (411 without, 413 over 4 MiB);
-the form fields of the token request and the tenant, application and secret; bearer tokens (an
-HMAC-signed JWT it issued: signature, audience = its own Graph origin, expiry, tenant, roles);
-every JSON property name and type of message, recipient, fileAttachment and AttachmentItem
-(unknown properties are refused as Graph does); strict base64 in contentBytes; recipients and
-Send As; the upload session's size bounds (3 MB to 150 MB), no Authorization header on uploads,
-the authtoken, and Content-Range arithmetic (start = next expected, end - start + 1 = length,
-total = the declared size, at most 4 MiB a range).
+What it checks: methods and paths (a request target without a path, such as "*", is 400);
+Content-Type; Content-Length (411 without on POST, PUT and PATCH; 400 when it is not one decimal
+number, or is given twice with different values; 413 over 4 MiB); the form fields of the token
+request (a form body, grant_type client_credentials, client_id, client_secret, a scope ending in
+/.default that names its own Graph origin) and the tenant, application and secret; bearer tokens
+(an HMAC-signed JWT it issued: signature, audience = its own Graph origin, not before (nbf) and
+expiry (exp), both without the 5 minutes of clock skew Microsoft allows (stricter than Graph),
+and roles); the token's tenant (tid): a user is looked up only in the directory of the tenant
+the token was issued for, so a user of another tenant is not found (404 ErrorInvalidUser, or
+Request_ResourceNotFound for GET /users/{id}), as Graph does for an app-only token; every JSON
+property name and type of message, recipient, fileAttachment and AttachmentItem (unknown
+properties are refused as Graph does); strict base64 in contentBytes; recipients and Send As;
+the upload session's size bounds (3 MB to 150 MB), no Authorization header on uploads, the
+authtoken, and Content-Range arithmetic (start = next expected, end - start + 1 = length, total
+= the declared size, at most 4 MiB a range); a draft is not sent while one of its upload
+sessions has bytes still to come.
+
+No request crashes a handler: a request it did not foresee is answered 500 (Graph's
+generalException, or AADSTS50000 on the login origin) and the traceback is written to stderr.
 
 Configuration (--config FILE, JSON):
   {"tenants": {"<tenant id>": {"domains": [...], "apps": {"<client id>": {"secret": "...",
      "roles": ["Mail.Send", "Mail.ReadWrite", "User.Read.All"]}}}},
    "users": {"<upn>": {"id": "...", "displayName": "...", "mail": "...", "mailbox": true,
-     "send_as": ["other@…"]}},
-   "token_lifetime": 3599}
+     "send_as": ["other@…"], "tenant": "<tenant id>"}},
+   "token_lifetime": 3599,
+   "not_before_offset": 0}
+  A user belongs to its "tenant", or else to the tenant one of whose domains is its UPN's domain
+  (a user that belongs to no tenant is in no directory). Tokens are valid from "not_before_offset"
+  seconds after they are issued (their nbf; default 0), for "token_lifetime" seconds from then:
+  a positive offset makes the token endpoint hand out tokens that are not yet valid.
 
 Faults (DIR/faults.json, read at every request; each entry is used `times` times, default 1):
   [{"id": "f1", "op": "sendMail", "status": 429, "retry_after": 7, "code": "ApplicationThrottled",
@@ -68,6 +84,7 @@ import signal
 import ssl
 import sys
 import threading
+import traceback
 import urllib.parse
 import uuid
 
@@ -80,6 +97,7 @@ DOMAIN = re.compile(r"^[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)+$")
 ADDRESS = re.compile(r"^[^@\s<>()\[\],;:\"]+@[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)+$")
 MESSAGE_ID = re.compile(r"^<[^<>@\s]+@[^<>@\s]+>$")
 B64 = re.compile(r"^[A-Za-z0-9+/]*={0,2}$")
+LENGTH = re.compile(r"[0-9]{1,30}")
 
 
 class Reply(Exception):
@@ -114,6 +132,11 @@ def aad_error(status, error, code, text):
 
 def now_iso():
     return datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def iso(timestamp):
+    return datetime.datetime.fromtimestamp(timestamp, datetime.timezone.utc).strftime(
+        "%m/%d/%Y %H:%M:%S")
 
 
 def b64url(data):
@@ -208,10 +231,11 @@ class State:
     def issue(self, tenant, client, roles):
         lifetime = int(self.config.get("token_lifetime", 3599))
         now = int(datetime.datetime.now(datetime.timezone.utc).timestamp())
+        nbf = now + int(self.config.get("not_before_offset", 0))
         header = b64url(json.dumps({"typ": "JWT", "alg": "HS256"}).encode())
         payload = b64url(json.dumps({"aud": self.graph_origin, "tid": tenant, "appid": client,
-                                     "roles": roles, "iat": now, "nbf": now,
-                                     "exp": now + lifetime}).encode())
+                                     "roles": roles, "iat": now, "nbf": nbf,
+                                     "exp": nbf + lifetime}).encode())
         sig = b64url(hmac.new(self.key, f"{header}.{payload}".encode(), hashlib.sha256).digest())
         return f"{header}.{payload}.{sig}", lifetime
 
@@ -223,24 +247,47 @@ class State:
             raise graph_error(401, "InvalidAuthenticationToken",
                               "IDX14100: JWT is not well formed, there are no dots (.).")
         header, payload, sig = token.split(".")
-        expected = b64url(hmac.new(self.key, f"{header}.{payload}".encode(), hashlib.sha256).digest())
-        if not hmac.compare_digest(sig, expected):
+        # As bytes: a header may carry any octet, and compare_digest refuses non-ASCII text.
+        signed = f"{header}.{payload}".encode("utf-8", "surrogateescape")
+        expected = b64url(hmac.new(self.key, signed, hashlib.sha256).digest())
+        if not hmac.compare_digest(sig.encode("utf-8", "surrogateescape"), expected.encode()):
             raise graph_error(401, "InvalidAuthenticationToken",
                               "Access token validation failure. Invalid signature.")
         claims = json.loads(b64url_decode(payload))
         if claims.get("aud") != self.graph_origin:
             raise graph_error(401, "InvalidAuthenticationToken",
                               "Access token validation failure. Invalid audience.")
-        if claims["exp"] <= datetime.datetime.now(datetime.timezone.utc).timestamp():
+        # In the order Microsoft.IdentityModel checks a token's lifetime: not before, then expiry.
+        now = datetime.datetime.now(datetime.timezone.utc).timestamp()
+        if claims["nbf"] > now:
+            raise graph_error(401, "InvalidAuthenticationToken",
+                              "IDX10222: Lifetime validation failed. The token is not yet valid. "
+                              f"ValidFrom (UTC): '{iso(claims['nbf'])}', Current time (UTC): "
+                              f"'{iso(now)}'.")
+        if claims["exp"] <= now:
             raise graph_error(401, "InvalidAuthenticationToken",
                               "Lifetime validation failed, the token is expired.")
         return claims
 
     # --- directory -----------------------------------------------------------------------------
 
-    def user(self, ident):
+    def tenant_of(self, upn, user):
+        """The id of the tenant whose directory holds the user, or None."""
+        if "tenant" in user:
+            return user["tenant"]
+        domain = upn.rpartition("@")[2].lower()
+        for tid, tenant in self.config.get("tenants", {}).items():
+            if domain in (d.lower() for d in tenant.get("domains", [])):
+                return tid
+        return None
+
+    def user(self, ident, tenant):
+        """The user `ident` (UPN or id) in the directory of `tenant`, as Graph resolves
+        /users/{id} for an app-only token: only in the tenant the token was issued for."""
         for upn, user in self.config.get("users", {}).items():
             if ident.lower() in (upn.lower(), user.get("id", "").lower()):
+                if (self.tenant_of(upn, user) or "").lower() != str(tenant).lower():
+                    break
                 return upn, user
         return None, None
 
@@ -253,7 +300,7 @@ def parse_json(body, content_type):
                           f"the content type '{content_type}'.")
     try:
         value = json.loads(body.decode("utf-8"))
-    except (UnicodeDecodeError, ValueError):
+    except (UnicodeDecodeError, ValueError, RecursionError):
         raise graph_error(400, "BadRequest",
                           "Unable to read JSON request payload. Please ensure Content-Type header "
                           "is set and payload is of valid JSON format.")
@@ -416,15 +463,35 @@ class Handler(http.server.BaseHTTPRequestHandler):
         for name, value in (headers or {}).items():
             self.send_header(name, value)
         self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
+        if self.close_connection:
+            self.send_header("Connection", "close")
+        try:
+            self.end_headers()
+            self.wfile.write(data)
+        except OSError:
+            # The client is gone; there is no one left to answer.
+            self.close_connection = True
+
+    def content_length(self):
+        """The request's Content-Length as a number, None without one. Not one decimal number
+        (negative, a sign, letters, too long) or given twice with different values is a 400:
+        the body's end is then unknown, so the connection closes after the answer."""
+        values = [v.strip() for v in self.headers.get_all("Content-Length") or []]
+        if not values:
+            return None
+        if not all(LENGTH.fullmatch(v) for v in values) or len({int(v) for v in values}) > 1:
+            self.close_connection = True
+            raise graph_error(400, "BadRequest",
+                              "Bad Request - Invalid Header. The Content-Length header must be "
+                              "one non-negative decimal number.")
+        return int(values[0])
 
     def read_body(self):
-        length = self.headers.get("Content-Length")
-        if self.command in ("POST", "PUT", "PATCH") and length is None:
+        n = self.content_length()
+        if self.command in ("POST", "PUT", "PATCH") and n is None:
             self.close_connection = True
             raise graph_error(411, "LengthRequired", "Length Required")
-        n = int(length or 0)
+        n = n or 0
         if n > MAX_REQUEST:
             # Read what was sent (bounded), so the client sees the answer, not a reset.
             left = min(n, 64 * MAX_REQUEST)
@@ -438,12 +505,41 @@ class Handler(http.server.BaseHTTPRequestHandler):
                               "The maximum request length supported is 4MB.")
         return self.rfile.read(n) if n else b""
 
+    def target(self):
+        """The request target as a URL with a path ("/…"): not "*", nor a URL that does not
+        parse."""
+        try:
+            url = urllib.parse.urlsplit(self.path)
+        except ValueError:
+            url = None
+        if url is None or not url.path.startswith("/"):
+            self.read_body()
+            raise graph_error(400, "BadRequest", "Bad Request - Invalid URL.")
+        return url
+
+    def unexpected(self, origin, path):
+        """The answer to a request that raised what no check expected: a 500 as the origin's
+        service words it, never a dropped connection; the traceback goes to stderr."""
+        self.close_connection = True
+        sys.stderr.write(f"graph stand-in: unexpected error answering {origin} {self.command} "
+                         f"{path}:\n{traceback.format_exc()}")
+        sys.stderr.flush()
+        if origin == "login":
+            r = aad_error(500, "server_error", 50000,
+                          "There was an error issuing a token or an issue with our sign-in "
+                          "service.")
+        else:
+            r = graph_error(500, "generalException", "An unspecified error has occurred.")
+        return r.status, r.body, r.headers
+
     def handle_any(self):
         state = self.server.state
         origin = self.server.origin
-        url = urllib.parse.urlsplit(self.path)
+        path = self.path.split("?", 1)[0]
         op = "unknown"
         try:
+            url = self.target()
+            path = url.path
             if origin == "upload":
                 op = "upload"
                 status, body, headers = self.upload(state, url)
@@ -454,15 +550,17 @@ class Handler(http.server.BaseHTTPRequestHandler):
                 op, status, body, headers = self.route(state, url)
         except Reply as r:
             status, body, headers = r.status, r.body, r.headers
+        except Exception:
+            status, body, headers = self.unexpected(origin, path)
         lost = state.lost_answer(op) if status < 300 else None
         if lost:
-            state.record(origin, self.command, url.path, op, 0)
+            state.record(origin, self.command, path, op, 0)
             self.close_connection = True
             if lost == "hang":
                 while self.rfile.read1(1 << 16):
                     pass
             return
-        state.record(origin, self.command, url.path, op, status)
+        state.record(origin, self.command, path, op, status)
         self.respond(status, body, headers)
 
     do_GET = do_POST = do_PUT = do_DELETE = do_PATCH = handle_any
@@ -515,7 +613,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
         if fault:
             raise fault
         claims = state.check_token(self.headers.get("Authorization"))
-        upn, user = state.user(ident)
+        upn, user = state.user(ident, claims.get("tid"))
         if user is None:
             if op == "user":
                 raise graph_error(404, "Request_ResourceNotFound",

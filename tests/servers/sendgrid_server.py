@@ -9,15 +9,26 @@ must refuse whatever SendGrid would refuse: a stand-in that accepts anything pro
   POST /v3/mail/send   202 Accepted, empty body, X-Message-Id
   GET  /v3/scopes      200 {"scopes": [...]} for the API key
 
+What its front end checks on every request, before the path and the API key, as SendGrid's
+(nginx) does, answering with nginx's HTML error page: a POST has a Content-Length (411 Length
+Required without one); a Content-Length is one decimal number, not given twice with different
+values (400); a body is at most 30 MB, SendGrid's limit on a message's total size (413, without
+reading the key; the body is then read and discarded, bounded, so the client sees the answer).
+
 What it checks on mail/send: `Authorization: Bearer <the API key>` (401 otherwise),
-`Content-Type: application/json` and a JSON object (400), at most 30 MB (413); only documented
-top-level properties; `personalizations` 1..1000 entries, each with a non-empty `to`, `cc` and
-`bcc` lists of {email, name?}, each address once across to/cc/bcc, at most 1000 recipients in
-all; `from` {email, name?}; `reply_to` or `reply_to_list`, not both; a non-empty `subject`;
-`content` non-empty, each {type, value} with a value of at least one character and text/plain
-first; `attachments` {content (strict base64), filename, type?, disposition (attachment or
-inline), content_id (for inline)}; `custom_args` string to string. Errors are SendGrid's body:
-{"errors": [{"message", "field", "help"}]}.
+`Content-Type: application/json` and a JSON object, nested no deeper than the parser follows
+(400); only documented top-level properties; `personalizations` 1..1000 entries, each with a
+non-empty `to`, `cc` and `bcc` lists of {email, name?}, each address once across to/cc/bcc, at
+most 1000 recipients in all; `from` {email, name?}; `reply_to` or `reply_to_list`, not both; a
+non-empty `subject`; `content` non-empty, each {type, value} with a value of at least one
+character and text/plain first; `attachments` a list of {content (strict base64), filename,
+type?, disposition (attachment or inline), content_id (for inline)}; `custom_args` string to
+string. The 401 is answered for `GET /v3/scopes` too. Errors past the front end are SendGrid's
+body: {"errors": [{"message", "field", "help"}]}. Unknown paths are 404 (after the front end,
+before the key).
+
+No request crashes the handler: one it did not foresee is answered 500 in SendGrid's error body
+and the traceback is written to stderr.
 
 Faults (DIR/faults.json, read at every request; each entry is used once):
   [{"id": "f1", "op": "mail/send", "status": 429, "retry_after": 7, "message": "..."}]
@@ -42,9 +53,11 @@ import signal
 import ssl
 import sys
 import threading
+import traceback
 
 HOST = "127.0.0.1"
 MAX_BODY = 30 * 1000 * 1000
+LENGTH = re.compile(r"[0-9]{1,30}")
 ADDRESS = re.compile(r"^[^@\s<>()\[\],;:\"]+@[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)+$")
 B64 = re.compile(r"^[A-Za-z0-9+/]*={0,2}$")
 TOP_LEVEL = {"personalizations", "from", "reply_to", "reply_to_list", "subject", "content",
@@ -67,6 +80,15 @@ class Reply(Exception):
 
 def bad(message, field=None):
     return Reply(400, message, field)
+
+
+def nginx(status, reason):
+    """An answer of SendGrid's front end: nginx's own HTML error page, not the API's JSON."""
+    r = Reply(status, reason)
+    r.body = (f"<html>\r\n<head><title>{status} {reason}</title></head>\r\n<body>\r\n"
+              f"<center><h1>{status} {reason}</h1></center>\r\n<hr><center>nginx</center>\r\n"
+              "</body>\r\n</html>\r\n").encode()
+    return r
 
 
 def check_email(value, field):
@@ -153,6 +175,8 @@ def check_mail_send(body):
         if c["type"] == "text/plain" and j != 0:
             raise bad("If present, text/plain must be first, followed by any other content.",
                       "content")
+    if not isinstance(body.get("attachments", []), list):
+        raise bad("The attachments must be an array of attachment objects.", "attachments")
     for j, a in enumerate(body.get("attachments", [])):
         field = f"attachments.{j}"
         if not isinstance(a, dict) or set(a) - {"content", "filename", "type", "disposition",
@@ -232,24 +256,77 @@ class Handler(http.server.BaseHTTPRequestHandler):
         pass
 
     def answer(self, status, body=None, headers=None):
-        data = b"" if body is None else json.dumps(body).encode()
-        self.send_response(status)
-        for name, value in (headers or {}).items():
-            self.send_header(name, value)
-        if body is not None:
-            self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
+        if isinstance(body, bytes):
+            data, kind = body, "text/html"
+        else:
+            data, kind = b"" if body is None else json.dumps(body).encode(), "application/json"
+        try:
+            self.send_response(status)
+            for name, value in (headers or {}).items():
+                self.send_header(name, value)
+            if body is not None:
+                self.send_header("Content-Type", kind)
+            self.send_header("Content-Length", str(len(data)))
+            if self.close_connection:
+                self.send_header("Connection", "close")
+            self.end_headers()
+            self.wfile.write(data)
+        except OSError:
+            # The client is gone; there is no one left to answer.
+            self.close_connection = True
+
+    def read_body(self, method):
+        """The body, by Content-Length, after the front end's checks (see the docstring)."""
+        values = [v.strip() for v in self.headers.get_all("Content-Length") or []]
+        if not values:
+            if method == "POST":
+                self.close_connection = True
+                raise nginx(411, "Length Required")
+            return b""
+        if not all(LENGTH.fullmatch(v) for v in values) or len({int(v) for v in values}) > 1:
+            self.close_connection = True
+            raise nginx(400, "Bad Request")
+        length = int(values[0])
+        if length > MAX_BODY:
+            self.close_connection = True
+            r = nginx(413, "Request Entity Too Large")
+            r.drain = length
+            raise r
+        return self.rfile.read(length) if length else b""
+
+    def drain(self, length):
+        """Read and discard what the client still sends (at most twice the limit, 10 s), so it
+        sees the answer rather than a reset."""
+        left = min(length, 2 * MAX_BODY)
+        try:
+            self.connection.settimeout(10)
+            while left > 0:
+                chunk = self.rfile.read1(min(left, 1 << 20))
+                if not chunk:
+                    break
+                left -= len(chunk)
+        except OSError:
+            pass
 
     def handle_any(self, method):
         state = self.server.state
         path = self.path.split("?", 1)[0]
         op = {("POST", "/v3/mail/send"): "mail/send",
               ("GET", "/v3/scopes"): "scopes"}.get((method, path), "unknown")
-        length = int(self.headers.get("Content-Length") or 0)
-        raw = self.rfile.read(length) if 0 < length <= MAX_BODY else b""
         try:
+            self.handle_checked(state, method, path, op)
+        except Exception:
+            self.close_connection = True
+            sys.stderr.write(f"sendgrid stand-in: unexpected error answering {method} {path}:\n"
+                             f"{traceback.format_exc()}")
+            sys.stderr.flush()
+            r = Reply(500, "Internal server error: the stand-in did not foresee this request.")
+            self.answer(r.status, r.body, r.headers)
+            state.log(method, path, op, r.status)
+
+    def handle_checked(self, state, method, path, op):
+        try:
+            raw = self.read_body(method)
             if op == "unknown":
                 raise Reply(404, "Not found")
             if self.headers.get("Authorization") != f"Bearer {state.api_key}":
@@ -266,13 +343,11 @@ class Handler(http.server.BaseHTTPRequestHandler):
                 self.answer(200, {"scopes": SCOPES})
                 state.log(method, path, op, 200)
                 return
-            if length > MAX_BODY:
-                raise Reply(413, "Payload Too Large")
             if (self.headers.get("Content-Type") or "").split(";")[0].strip() != "application/json":
                 raise bad("Content-Type should be application/json.")
             try:
                 body = json.loads(raw)
-            except ValueError:
+            except (ValueError, RecursionError):
                 raise bad("Bad Request")
             check_mail_send(body)
             message_id = secrets.token_urlsafe(16)
@@ -282,6 +357,8 @@ class Handler(http.server.BaseHTTPRequestHandler):
         except Reply as r:
             self.answer(r.status, r.body, r.headers)
             state.log(method, path, op, r.status)
+            if getattr(r, "drain", None):
+                self.drain(r.drain)
 
     def do_GET(self):
         self.handle_any("GET")
