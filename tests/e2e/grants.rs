@@ -311,6 +311,8 @@ fn a_name_that_resolves_to_loopback_is_denied_for_http_unless_allowed() {
             graph_url: origin.clone(),
             outlook_url: Some(origin.clone()),
             ca_file: certs.ca(),
+            // No stand-in here: nothing issues a token.
+            issued_secrets: certs.dir().join("issued-secrets.txt"),
         };
         Scan2xMail::new(&format!("{}{extra}\n", sender.toml()))
             .env(PASSWORD_ENV, PASSWORD)

@@ -30,6 +30,7 @@ const NOTE: &str = "a small second attachment\n";
 
 fn scan2x(sender: &GraphSender) -> Scan2xMail {
     Scan2xMail::new(&sender.toml())
+        .secrets_issued_in(sender.issued_secrets.clone())
         .env(CLIENT_SECRET_ENV, CLIENT_SECRET)
         .secret(CLIENT_SECRET)
 }
@@ -183,7 +184,9 @@ fn a_small_message_with_attachments_goes_out_in_one_sendmail_intact() {
 fn a_30_mb_scan_goes_through_an_upload_session_and_arrives_byte_for_byte() {
     let server = GraphServer::start();
     let sender = GraphSender::new(&server);
-    let mail = scan2x(&sender);
+    // At trace: the token, the draft, the upload session and its authtoken all pass through
+    // this run, and none may show in what the host can say.
+    let mail = scan2x(&sender).at_trace();
     let scan = noise(30 * 1000 * 1000, 30);
     let scan_path = mail.write_file("Scan 30 MB – Größe.pdf", &scan);
     let note_path = mail.write_file(NOTE_NAME, NOTE);
@@ -203,6 +206,12 @@ fn a_30_mb_scan_goes_through_an_upload_session_and_arrives_byte_for_byte() {
     let run = mail.run(&a);
     let took = started.elapsed();
     run.assert_code(0);
+    run.assert_traced();
+    let issued = std::fs::read_to_string(&sender.issued_secrets).unwrap_or_default();
+    assert!(
+        issued.lines().count() >= 2,
+        "a token and an upload authtoken were issued, so the leak check had them: {issued:?}"
+    );
     crate::support::graph_server::say_measured(&format!(
         "30 MB attachment through Graph upload session (debug build): {:.2} s",
         took.as_secs_f64()
@@ -312,6 +321,7 @@ fn a_wrong_client_secret_is_auth_failed_naming_client_secret_and_never_shown() {
     let mut sender = GraphSender::new(&server);
     sender.client_secret = crate::support::toml_string(wrong);
     let run = Scan2xMail::new(&sender.toml())
+        .secrets_issued_in(sender.issued_secrets.clone())
         .secret(wrong)
         .secret(CLIENT_SECRET)
         .run([

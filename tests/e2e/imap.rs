@@ -279,10 +279,14 @@ fn message_placed_over_starttls_lands_intact_and_seen_in_the_folder_marked_sent(
     let Some(dovecot) = Dovecot::start_or_skip(test, options()) else {
         return;
     };
-    let mail = ImapSender::new(dovecot.starttls_port(), &dovecot.ca_file()).scan2x();
+    // At trace, so the leak check reads all the host can say about an IMAP session.
+    let mail = ImapSender::new(dovecot.starttls_port(), &dovecot.ca_file())
+        .scan2x()
+        .at_trace();
     let sent = full_message(&mail, 200 * 1024);
 
     let run = mail.run(&sent.args);
+    run.assert_traced();
     run.assert_code(0);
     let stored = dovecot.only_stored(USER, SENT_FOLDER);
     assert_placed_intact(&sent, &run.json(), &stored, SENT_FOLDER);

@@ -153,7 +153,8 @@ fn check_validates_the_vendor_settings_against_its_own_schema() {
 #[test]
 fn send_through_the_vendor_plugin_reaches_sendgrid_as_sent() {
     let server = SendGridServer::start();
-    let mail = scan2x(&server, "");
+    // At trace, so the leak check reads all the host can say about the vendor's HTTP requests.
+    let mail = scan2x(&server, "").at_trace();
     let pdf = b"%PDF-1.7\n\x00\x01\x02\xff scanned page\n%%EOF\n".to_vec();
     let pdf_path = mail.write_file("scan.pdf", &pdf);
     let html_path = mail.write_file("body.html", "<p>Your scan</p>");
@@ -178,6 +179,7 @@ fn send_through_the_vendor_plugin_reaches_sendgrid_as_sent() {
         &pdf_path.to_string_lossy(),
     ]);
     run.assert_code(0);
+    run.assert_traced();
     let out = run.json();
     let sent = server.sent();
     assert_eq!(sent.len(), 1, "{run}");

@@ -60,6 +60,7 @@ Faults (DIR/faults.json, read at every request; each entry is used `times` times
 
 Files written in --dir DIR:
   requests.jsonl   one line a request: {"origin", "method", "path" (no query), "op", "status"}
+  issued-secrets.txt  every access token and upload authtoken it issued, one a line
   sent/NNNN.json   each message Graph "sent": {"user", "via", "message"}, where every attachment
                    is {"name", "contentType", "size", "file", "how"} and its bytes are in
                    sent/NNNN-K.bin; "how" is inline, posted or uploaded
@@ -237,7 +238,15 @@ class State:
                                      "roles": roles, "iat": now, "nbf": nbf,
                                      "exp": nbf + lifetime}).encode())
         sig = b64url(hmac.new(self.key, f"{header}.{payload}".encode(), hashlib.sha256).digest())
-        return f"{header}.{payload}.{sig}", lifetime
+        token = f"{header}.{payload}.{sig}"
+        self.note_issued(token)
+        return token, lifetime
+
+    def note_issued(self, secret):
+        """Every token handed out goes to issued-secrets.txt: the tests check that no output
+        of a run shows one."""
+        with self.lock, open(os.path.join(self.dir, "issued-secrets.txt"), "a") as f:
+            f.write(secret + "\n")
 
     def check_token(self, authorization):
         if not authorization:
@@ -790,6 +799,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
                               "The attachment size exceeds the maximum allowed size of 150 MB.")
         sid = b64url(secrets.token_bytes(18))
         token = b64url(secrets.token_bytes(24))
+        state.note_issued(token)
         expires = (datetime.datetime.now(datetime.timezone.utc)
                    + datetime.timedelta(minutes=15)).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
         with state.lock:

@@ -4,9 +4,12 @@
 //! `~/.config`), in a temp directory that is also the working directory.
 //!
 //! Every run is checked for leaked secrets: each password registered with [`Scan2xMail::secret`]
-//! or [`Scan2xMail::credentials`] must appear in neither stdout nor stderr, in clear or in the
-//! base64 form it takes inside an SMTP AUTH exchange. A test can't forget that check: it is
-//! part of [`Scan2xMail::run`].
+//! or [`Scan2xMail::credentials`], and each token a stand-in issued during the run
+//! ([`Scan2xMail::secrets_issued_in`]), must appear in neither stdout nor stderr, in any spelling
+//! (clear, base64 at each offset and URL-safe, percent- and form-encoded, quoted, JSON-escaped).
+//! A test can't forget that check: it is part of [`Scan2xMail::run`]. One run per transport goes
+//! at the most verbose log filter ([`Scan2xMail::at_trace`]), and no log filter comes from the
+//! environment.
 //!
 //! A run never inherits the user's scan2x-mail configuration from the environment, and never
 //! hangs a test: it is killed after [`RUN_TIMEOUT`].
@@ -28,17 +31,29 @@ const BINARY: &str = env!("CARGO_BIN_EXE_scan2x-mail");
 pub const RUN_TIMEOUT: Duration = Duration::from_secs(120);
 
 /// Environment the binary would otherwise read instead of this test's files.
+/// `SCAN2X_MAIL_LOG` among them: a filter in the environment could silence the very logs a
+/// run's leak check reads.
 const CLEARED_ENV: &[&str] = &[
     "SCAN2X_MAIL_CONFIG",
     "SCAN2X_MAIL_CACHE_DIR",
+    "SCAN2X_MAIL_LOG",
     "SMTP_PASSWORD",
     "RUST_LOG",
 ];
+
+/// The most verbose log filter a run can have: everything at trace, except the compiler's own
+/// passes (cranelift's trace of one plugin's compilation is gigabytes of register allocation,
+/// and holds nothing of a message or a secret).
+pub const TRACE: &str = "trace,cranelift_codegen=warn,cranelift_frontend=warn,\
+    cranelift_entity=warn,regalloc2=warn,wasmtime_cranelift=warn,wasmtime_environ=warn";
 
 pub struct Scan2xMail {
     dir: TempDir,
     env: Vec<(String, String)>,
     secrets: Vec<String>,
+    /// Files whose lines are secrets a server issues while a run goes on (access tokens,
+    /// upload authtokens), read after each run.
+    issued: Vec<PathBuf>,
     /// `ulimit -v` for every run, in KiB.
     address_space_kib: Option<u64>,
 }
@@ -71,6 +86,7 @@ impl Scan2xMail {
             dir,
             env: Vec::new(),
             secrets: Vec::new(),
+            issued: Vec::new(),
             address_space_kib: None,
         }
     }
@@ -117,6 +133,19 @@ impl Scan2xMail {
     pub fn secret(mut self, value: &str) -> Self {
         self.secrets.extend(spellings(value));
         self
+    }
+
+    /// Every line of `file` is a secret once the run that makes it ends: a stand-in writes there
+    /// each token it issues, and none may appear in the run's output, in any spelling.
+    pub fn secrets_issued_in(mut self, file: PathBuf) -> Self {
+        self.issued.push(file);
+        self
+    }
+
+    /// Every run at the most verbose log filter ([`TRACE`]), the host's debug lines among it:
+    /// the leak check then reads all the host can say.
+    pub fn at_trace(self) -> Self {
+        self.env("SCAN2X_MAIL_LOG", TRACE)
     }
 
     /// A username and password: the password is a secret, and so is the AUTH PLAIN blob that
@@ -210,7 +239,14 @@ impl Scan2xMail {
             stdout: String::from_utf8_lossy(&out.join().unwrap()).into_owned(),
             stderr: String::from_utf8_lossy(&err.join().unwrap()).into_owned(),
         };
-        for (i, secret) in self.secrets.iter().enumerate() {
+        let issued: Vec<String> = self
+            .issued
+            .iter()
+            .filter_map(|file| fs::read_to_string(file).ok())
+            .flat_map(|text| text.lines().map(str::to_owned).collect::<Vec<_>>())
+            .flat_map(|token| spellings(&token))
+            .collect();
+        for (i, secret) in self.secrets.iter().chain(&issued).enumerate() {
             assert!(
                 !run.stdout.contains(secret.as_str()) && !run.stderr.contains(secret.as_str()),
                 "secret #{i} ({secret:?}) leaked into the output of {run}"
@@ -221,6 +257,17 @@ impl Scan2xMail {
 }
 
 impl Run {
+    /// Assert the run logged at the host's most verbose levels (see [`Scan2xMail::at_trace`]):
+    /// its debug lines are there, so a leak check over them read something.
+    #[track_caller]
+    pub fn assert_traced(&self) -> &Self {
+        assert!(
+            self.stderr.lines().any(|l| l.contains("DEBUG")),
+            "no debug line in a run at trace: {self}"
+        );
+        self
+    }
+
     /// Assert the exit code, showing the whole run when it differs.
     #[track_caller]
     pub fn assert_code(&self, expected: i32) -> &Self {

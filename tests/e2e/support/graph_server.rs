@@ -383,6 +383,9 @@ pub struct GraphSender {
     /// None: the plugin's default (Microsoft's Outlook origin).
     pub outlook_url: Option<String>,
     pub ca_file: PathBuf,
+    /// The stand-in's file of every token it issued: no run's output may show one
+    /// ([`Scan2xMail::secrets_issued_in`](super::Scan2xMail::secrets_issued_in)).
+    pub issued_secrets: PathBuf,
 }
 
 impl GraphSender {
@@ -398,6 +401,7 @@ impl GraphSender {
             graph_url: server.graph_url(),
             outlook_url: Some(server.outlook_url()),
             ca_file: server.ca_file(),
+            issued_secrets: server.dir().join("issued-secrets.txt"),
         }
     }
 
