@@ -159,15 +159,39 @@ impl Dovecot {
             plain_port: options.plain_without_starttls.then(free_port),
             instances: Vec::new(),
         };
-        let mut main_ports = vec![dovecot.starttls_port];
-        main_ports.extend(dovecot.implicit_tls_port);
-        let main = dovecot.config("main", true, root)?;
-        dovecot.launch("main", &main, main_ports)?;
-        if let Some(port) = dovecot.plain_port {
-            let plain = dovecot.config("plain", false, root)?;
-            dovecot.launch("plain", &plain, vec![port])?;
+        dovecot.launch_on_free_ports("main", true, root)?;
+        if dovecot.plain_port.is_some() {
+            dovecot.launch_on_free_ports("plain", false, root)?;
         }
         Ok(dovecot)
+    }
+
+    /// Writes the config of instance `name` (with TLS, or the plain one) and launches it. A
+    /// port found free may be taken by another test before Dovecot binds it: then again, on a
+    /// new one (a fixed implicit-TLS port is held by its test, see `ports::hold`).
+    fn launch_on_free_ports(&mut self, name: &str, ssl: bool, root: bool) -> Result<(), String> {
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let ports: Vec<u16> = if ssl {
+                std::iter::once(self.starttls_port)
+                    .chain(self.implicit_tls_port)
+                    .collect()
+            } else {
+                self.plain_port.into_iter().collect()
+            };
+            let config = self.config(name, ssl, root)?;
+            match self.launch(name, &config, ports) {
+                Err(e) if super::ports::taken(&e) && attempt < super::ports::ATTEMPTS => {
+                    if ssl {
+                        self.starttls_port = free_port();
+                    } else {
+                        self.plain_port = Some(free_port());
+                    }
+                }
+                result => return result,
+            }
+        }
     }
 
     /// Writes `NAME.conf`: one instance with its own base dir, state, log and listeners.
@@ -176,7 +200,7 @@ impl Dovecot {
         let run = d.join(format!("run-{name}"));
         let state = d.join(format!("state-{name}"));
         for folder in [&run, &state] {
-            fs::create_dir(folder).map_err(|e| e.to_string())?;
+            fs::create_dir_all(folder).map_err(|e| e.to_string())?;
         }
         let (mail_uid, mail_gid, identity) = if root {
             (NOBODY, NOBODY, String::new())

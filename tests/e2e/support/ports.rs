@@ -36,3 +36,14 @@ pub fn bindable(port: u16) -> Option<u16> {
         .ok()
         .map(|_| port)
 }
+
+/// How many times a server started on a port from [`free_port`] is started again, on a new
+/// port, when another process took the port first.
+pub const ATTEMPTS: u32 = 5;
+
+/// Whether a server's start failed because its port was taken (the error holds its output).
+pub fn taken(error: &str) -> bool {
+    error
+        .to_ascii_lowercase()
+        .contains("address already in use")
+}

@@ -151,66 +151,71 @@ impl SmtpServer {
             .prefix("scan2x-smtp-server-")
             .tempdir()
             .map_err(|e| format!("create the server's temp dir: {e}"))?;
-        let starttls_port = options.starttls.then(free_port);
         let smtps_port = options.smtps_port;
-        let plain_port = options.plain.then(free_port);
         let users = options
             .users
             .iter()
             .map(|(user, password)| format!("{user}:{password}"))
             .collect::<Vec<_>>()
             .join(",");
-
         let stderr_path = dir.path().join("server.stderr");
-        let stderr = fs::File::create(&stderr_path).map_err(|e| e.to_string())?;
-        let mut command = Command::new(python());
-        command
-            .arg(SCRIPT)
-            .arg("--dir")
-            .arg(dir.path())
-            .arg("--cert")
-            .arg(certs.cert())
-            .arg("--key")
-            .arg(certs.key())
-            .arg("--users")
-            .arg(&users);
-        for (flag, port) in [
-            ("--starttls-port", starttls_port),
-            ("--smtps-port", smtps_port),
-            ("--plain-port", plain_port),
-        ] {
-            if let Some(port) = port {
-                command.arg(flag).arg(port.to_string());
-            }
-        }
-        let mut child = command
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(stderr)
-            .spawn()
-            .map_err(|e| format!("start {} {SCRIPT}: {e}", python()))?;
-
-        let rx = super::stdout_lines(&mut child);
-        let server = SmtpServer {
-            child,
-            dir,
-            certs,
-            starttls_port,
-            smtps_port,
-            plain_port,
-        };
+        // A port found free may be taken by another test before the server binds it: then
+        // again, on new ones (the fixed implicit-TLS port is held by its test, `ports::hold`).
+        let mut attempt = 0;
         loop {
-            match rx.recv_timeout(READY_TIMEOUT) {
-                Ok(line) if line.trim() == "READY" => return Ok(server),
-                Ok(_) => continue,
-                Err(e) => {
-                    let why = match e {
-                        mpsc::RecvTimeoutError::Timeout => "did not print READY within 20 s",
-                        mpsc::RecvTimeoutError::Disconnected => "exited before READY",
-                    };
-                    let stderr = fs::read_to_string(&stderr_path).unwrap_or_default();
-                    return Err(format!("the SMTP test server {why}; its stderr:\n{stderr}"));
+            attempt += 1;
+            let starttls_port = options.starttls.then(free_port);
+            let plain_port = options.plain.then(free_port);
+            let stderr = fs::File::create(&stderr_path).map_err(|e| e.to_string())?;
+            let mut command = Command::new(python());
+            command
+                .arg(SCRIPT)
+                .arg("--dir")
+                .arg(dir.path())
+                .arg("--cert")
+                .arg(certs.cert())
+                .arg("--key")
+                .arg(certs.key())
+                .arg("--users")
+                .arg(&users);
+            for (flag, port) in [
+                ("--starttls-port", starttls_port),
+                ("--smtps-port", smtps_port),
+                ("--plain-port", plain_port),
+            ] {
+                if let Some(port) = port {
+                    command.arg(flag).arg(port.to_string());
                 }
+            }
+            let mut child = command
+                .stdin(Stdio::null())
+                .stdout(Stdio::piped())
+                .stderr(stderr)
+                .spawn()
+                .map_err(|e| format!("start {} {SCRIPT}: {e}", python()))?;
+            let rx = super::stdout_lines(&mut child);
+            let why = loop {
+                match rx.recv_timeout(READY_TIMEOUT) {
+                    Ok(line) if line.trim() == "READY" => {
+                        return Ok(SmtpServer {
+                            child,
+                            dir,
+                            certs,
+                            starttls_port,
+                            smtps_port,
+                            plain_port,
+                        });
+                    }
+                    Ok(_) => continue,
+                    Err(mpsc::RecvTimeoutError::Timeout) => break "did not print READY within 20 s",
+                    Err(mpsc::RecvTimeoutError::Disconnected) => break "exited before READY",
+                }
+            };
+            let _ = child.kill();
+            let _ = child.wait();
+            let stderr = fs::read_to_string(&stderr_path).unwrap_or_default();
+            if !(super::ports::taken(&stderr) && attempt < super::ports::ATTEMPTS) {
+                return Err(format!("the SMTP test server {why}; its stderr:\n{stderr}"));
             }
         }
     }
