@@ -38,7 +38,7 @@ pub async fn deliver(
         };
         tracing::info!("sending through '{name}' ({})", decision.reason_for(name));
         let (answer, witnessed) = runtime.send_witnessed(sender, message).await;
-        let result = crate::outcome::judge(answer, &witnessed);
+        let result = crate::outcome::judge(answer.map_err(Failure::from), &witnessed);
         let again = matches!(&result, Err(f) if f.kind == FailureKind::Temporary);
         if let Err(f) = &result {
             tracing::info!("sender '{name}' failed: {}", f.message);

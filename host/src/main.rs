@@ -420,6 +420,7 @@ impl App {
             .map(|s| Candidate {
                 name: &s.settings.name,
                 plugin_id: &s.plugin.info.id,
+                speaks_smtp: s.plugin.speaks_smtp(),
                 preferred: s.settings.preferred,
                 allow_job_source: s.settings.allow_job_source,
                 allow_job_recipients: s.settings.allow_job_recipients,

@@ -23,7 +23,6 @@
 use std::fmt;
 
 use crate::capability::witness::Witnessed;
-use crate::runtime::CallError;
 use crate::wit::types::{Receipt, SendError};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -133,18 +132,6 @@ impl From<SendError> for Failure {
     }
 }
 
-impl From<CallError> for Failure {
-    fn from(e: CallError) -> Self {
-        match e {
-            CallError::Plugin(e) => e.into(),
-            CallError::Crashed(m) => {
-                Failure::new(FailureKind::PluginFailed, format!("plugin failed: {m}"))
-            }
-            CallError::Stalled(m) => Failure::new(FailureKind::Temporary, m),
-        }
-    }
-}
-
 /// An email a sender took: its receipt, which of the refused recipients were refused for now,
 /// and what the host adds.
 #[derive(Debug, Clone)]
@@ -226,10 +213,10 @@ pub fn refine(failure: Failure, witnessed: &Witnessed) -> Failure {
 
 /// The outcome of one send: the plugin's answer, read with what the host itself saw
 /// ([`refine`]); a receipt after a lost hand-over says the email may be there twice.
-pub fn judge(answer: Result<Receipt, CallError>, witnessed: &Witnessed) -> Result<Sent, Failure> {
+pub fn judge(answer: Result<Receipt, Failure>, witnessed: &Witnessed) -> Result<Sent, Failure> {
     let lost = witnessed.lost.join("; and ");
     match answer {
-        Err(e) => Err(refine(Failure::from(e), witnessed)),
+        Err(failure) => Err(refine(failure, witnessed)),
         Ok(receipt) => {
             let refused_for_now = receipt
                 .refused
@@ -278,8 +265,8 @@ mod tests {
         FailureKind::PartlySentRefusedForGood,
     ];
 
-    fn temporary(reason: &str) -> Result<Receipt, CallError> {
-        Err(CallError::Plugin(SendError::Temporary(TemporaryFailure {
+    fn temporary(reason: &str) -> Result<Receipt, Failure> {
+        Err(Failure::from(SendError::Temporary(TemporaryFailure {
             reason: reason.into(),
             retry_after_secs: None,
         })))
@@ -306,7 +293,10 @@ mod tests {
             lost: vec!["the whole message was written to mx:25; then timed out".into()],
             ..Witnessed::default()
         };
-        let crashed = Err(CallError::Crashed("trap".into()));
+        let crashed = Err(Failure::new(
+            FailureKind::PluginFailed,
+            "plugin failed: trap",
+        ));
         for answer in [temporary("no answer"), crashed] {
             let failure = judge(answer, &lost).unwrap_err();
             assert_eq!(failure.kind, FailureKind::Uncertain, "{failure:?}");
@@ -369,12 +359,6 @@ mod tests {
             )
         );
         assert_eq!(failure.kind.exit_code(), 3);
-    }
-
-    #[test]
-    fn a_call_stopped_while_waiting_on_a_server_is_temporary() {
-        let f = Failure::from(CallError::Stalled("waiting on smtp mx:25".into()));
-        assert_eq!(f.kind, FailureKind::Temporary);
     }
 
     #[test]

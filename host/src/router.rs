@@ -6,7 +6,7 @@
 //! | 2 | Only senders whose plugin handles the event are eligible. |
 //! | 3 | Recipients from the job configuration go out only through a sender with `allow_job_recipients`. |
 //! | 4 | A sender named in the job's source settings comes first if it has `allow_job_source` and is eligible; otherwise the job's choice is set aside (and the table says why) and the rules below choose. |
-//! | 5 | Then the `preferred` sender, then SMTP senders, then the rest, in file order. |
+//! | 5 | Then the `preferred` sender, then SMTP senders (those whose plugin needs an `smtp://` destination: SMTP is what every mail system takes, so it goes first among equals), then the rest, in file order ([`Rank`]). |
 //! | 6 | No eligible sender: the send fails, saying for each sender why it was not eligible. |
 //!
 //! With `failover = true`, the eligible senders after the first are tried in the same order when
@@ -22,6 +22,8 @@ use crate::wit::types::EventKind;
 pub struct Candidate<'a> {
     pub name: &'a str,
     pub plugin_id: &'a str,
+    /// Its plugin speaks SMTP (rule 5): it declares an `smtp://` destination.
+    pub speaks_smtp: bool,
     pub preferred: bool,
     pub allow_job_source: bool,
     pub allow_job_recipients: bool,
@@ -100,6 +102,41 @@ fn ineligible(c: &Candidate<'_>, request: &Request<'_>) -> Option<String> {
     None
 }
 
+/// Where an eligible sender comes in the order (rules 4 and 5), first to last.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Rank {
+    /// Named by the job's source settings, with `allow_job_source`.
+    JobSource,
+    Preferred,
+    Smtp,
+    /// The rest, in file order.
+    Other,
+}
+
+impl Rank {
+    fn of(c: &Candidate<'_>, job_choice: Option<&str>) -> Rank {
+        if Some(c.name) == job_choice {
+            Rank::JobSource
+        } else if c.preferred {
+            Rank::Preferred
+        } else if c.speaks_smtp {
+            Rank::Smtp
+        } else {
+            Rank::Other
+        }
+    }
+
+    /// Why the first sender in the order was chosen.
+    fn chosen(self) -> &'static str {
+        match self {
+            Rank::JobSource => "chosen: named by the job's source settings (allow_job_source)",
+            Rank::Preferred => "chosen: the preferred sender",
+            Rank::Smtp => "chosen: the first SMTP sender (no preferred sender can carry it)",
+            Rank::Other => "chosen: the first eligible sender in the file",
+        }
+    }
+}
+
 pub fn choose(candidates: &[Candidate<'_>], request: &Request<'_>) -> Result<Decision, Failure> {
     let names = || {
         candidates
@@ -161,17 +198,7 @@ pub fn choose(candidates: &[Candidate<'_>], request: &Request<'_>) -> Result<Dec
         }
     }
 
-    let rank = |c: &Candidate<'_>| {
-        if Some(c.name) == job_choice {
-            0
-        } else if c.preferred {
-            1
-        } else if c.plugin_id == "smtp" {
-            2
-        } else {
-            3
-        }
-    };
+    let rank = |c: &Candidate<'_>| Rank::of(c, job_choice);
     let mut eligible: Vec<(usize, &Candidate<'_>)> = candidates
         .iter()
         .enumerate()
@@ -186,12 +213,7 @@ pub fn choose(candidates: &[Candidate<'_>], request: &Request<'_>) -> Result<Dec
             let position = order.iter().position(|n| n == c.name);
             let mut reason = match (ineligible(c, request), position) {
                 (Some(why), _) => why,
-                (None, Some(0)) => match rank(c) {
-                    0 => "chosen: named by the job's source settings (allow_job_source)".into(),
-                    1 => "chosen: the preferred sender".into(),
-                    2 => "chosen: the first SMTP sender (no preferred sender can carry it)".into(),
-                    _ => "chosen: the first eligible sender in the file".into(),
-                },
+                (None, Some(0)) => rank(c).chosen().to_string(),
                 (None, Some(n)) => format!("eligible: number {} in line", n + 1),
                 (None, None) => unreachable!("every eligible sender is in the order"),
             };
@@ -264,6 +286,7 @@ mod tests {
         Candidate {
             name,
             plugin_id,
+            speaks_smtp: plugin_id == "smtp",
             preferred: flags.contains('p'),
             allow_job_source: flags.contains('s'),
             allow_job_recipients: flags.contains('r'),

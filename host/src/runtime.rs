@@ -25,6 +25,7 @@ use crate::capability::witness::Witnessed;
 use crate::capability::{HostState, SenderContext, state::StateStore};
 use crate::gate::{Gate, Grant};
 use crate::message::Email;
+use crate::outcome::{Failure, FailureKind};
 use crate::settings::{PluginRef, ResolvedSetting, ResolvedValue, SenderSettings, SettingsErrors};
 use crate::wit::types::{
     Attachment, Message, PluginInfo, Receipt, SendError, Setting, SettingValue,
@@ -122,6 +123,17 @@ pub struct Plugin {
     pub wit_version: &'static str,
     pub cache: CacheOutcome,
     pre: SenderPluginPre<HostState>,
+}
+
+impl Plugin {
+    /// Whether the plugin speaks SMTP: one of its declared destinations is `smtp://…` (the
+    /// router puts such senders first among equals).
+    pub fn speaks_smtp(&self) -> bool {
+        self.info
+            .network
+            .iter()
+            .any(|need| need.trim_start().starts_with("smtp://"))
+    }
 }
 
 /// A sender ready to use: its settings checked against its plugin's schema, its grants made.
@@ -582,6 +594,18 @@ impl Runtime {
     }
 }
 
+impl From<CallError> for Failure {
+    fn from(e: CallError) -> Self {
+        match e {
+            CallError::Plugin(e) => e.into(),
+            CallError::Crashed(m) => {
+                Failure::new(FailureKind::PluginFailed, format!("plugin failed: {m}"))
+            }
+            CallError::Stalled(m) => Failure::new(FailureKind::Temporary, m),
+        }
+    }
+}
+
 /// What went wrong, in one line: the trap or the limit, without the wasm backtrace (which goes
 /// to the debug log).
 fn crash_message(e: &wasmtime::Error, limits: &Limits) -> String {
@@ -743,4 +767,20 @@ fn start_epoch_ticker(engine: &Engine) {
             }
         })
         .expect("spawn the epoch thread");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_call_stopped_while_waiting_on_a_server_is_temporary_and_a_crash_is_not() {
+        let stalled = Failure::from(CallError::Stalled("waiting on smtp mx:25".into()));
+        assert_eq!(stalled.kind, FailureKind::Temporary);
+        let crashed = Failure::from(CallError::Crashed("unreachable".into()));
+        assert_eq!(
+            (crashed.kind, crashed.message.as_str()),
+            (FailureKind::PluginFailed, "plugin failed: unreachable")
+        );
+    }
 }
