@@ -118,6 +118,10 @@ pub fn compose(message: &Message, default_from: &Address) -> Result<Composed, In
     if let Some(parts) = cut_at_markers(&text, &markers, &message.attachments) {
         return Ok(Composed { envelope, parts });
     }
+    crate::host::warn_encoding_here(
+        message.attachments.iter().map(|a| a.content.len()).sum(),
+        "the message text holds NUL bytes, so the host's markers can't be told from it",
+    );
     let (envelope, text) = build(message, default_from, |_, attachment| {
         EncodedBody::new_with_encoding(attachment.content.to_vec(), ContentTransferEncoding::Base64)
             .unwrap_or_else(EncodedBody::new)

@@ -101,7 +101,14 @@ pub fn message_parts(parts: &[Part]) -> Vec<wit::MessagePart<'_>> {
             Part::Text(text) => wit::MessagePart::Text(text.clone()),
             Part::Base64(content) => match content.blob() {
                 Some(blob) => wit::MessagePart::Base64(blob),
-                None => wit::MessagePart::Text(base64_lines(&content.to_vec())),
+                None => {
+                    let bytes = content.to_vec();
+                    crate::host::warn_encoding_here(
+                        bytes.len() as u64,
+                        "the plugin made these bytes",
+                    );
+                    wit::MessagePart::Text(base64_lines(&bytes))
+                }
             },
         })
         .collect()

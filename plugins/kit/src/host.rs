@@ -304,6 +304,20 @@ impl Host for Wasm {
     }
 }
 
+/// The kit's own warning that it encodes attachment bytes inside the plugin, where the host
+/// would have written them without a copy: the plugin's memory then holds the whole encoding.
+/// Off wasm32 (the kit's native unit tests) there is no host to tell.
+pub(crate) fn warn_encoding_here(bytes: u64, why: &str) {
+    let line = format!(
+        "encoding {bytes} bytes of attachments inside the plugin ({why}); the host writes them \
+         without a copy when it can"
+    );
+    #[cfg(target_arch = "wasm32")]
+    log(Level::Warn, &line);
+    #[cfg(not(target_arch = "wasm32"))]
+    let _ = line;
+}
+
 /// A line in the host's log, tagged with the sender. Never a secret, an address or content.
 pub fn log(level: Level, message: &str) {
     use crate::bindings::scan2x::mail::log as wit;
