@@ -30,15 +30,12 @@ use crate::settings::{PluginRef, ResolvedSetting, ResolvedValue, SenderSettings,
 use crate::wit::types::{
     Attachment, Message, PluginInfo, Receipt, SendError, Setting, SettingValue,
 };
-use crate::wit::{SenderPlugin, SenderPluginPre, WIT_VERSION};
+use crate::wit::{EXPORT, SenderPlugin, SenderPluginPre, WIT_VERSION};
 use cache::{ArtifactCache, CacheOutcome, sha256_hex};
 
 mod builtin {
     include!(concat!(env!("OUT_DIR"), "/builtin_plugins.rs"));
 }
-
-/// The interface every plugin exports, with the version this host speaks.
-const EXPORT: &str = "scan2x:mail/mail-sender@0.2.0";
 
 /// Imports a plugin may have. Everything else is refused at load.
 const ALLOWED_IMPORTS: &[&str] = &[

@@ -28,5 +28,16 @@ pub use generated::SenderPluginPre;
 pub use generated::exports::scan2x::mail::mail_sender;
 pub use generated::scan2x::mail::{blobs, http, imap, log, secrets, smtp, state, types};
 
+/// The WIT package version this host implements, spelled once: the constants below are made
+/// of it. (The generated bindings read the version from `wit/` itself.)
+macro_rules! wit_version {
+    () => {
+        "0.2.0"
+    };
+}
+
 /// The WIT package version this host implements.
-pub const WIT_VERSION: &str = "0.2.0";
+pub const WIT_VERSION: &str = wit_version!();
+
+/// The interface every plugin exports, with the package and its version.
+pub const EXPORT: &str = concat!("scan2x:mail/mail-sender@", wit_version!());
