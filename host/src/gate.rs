@@ -25,9 +25,6 @@
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
-use crate::settings::ResolvedSetting;
-use crate::settings::ResolvedValue;
-
 /// One destination a sender may reach.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Grant {
@@ -261,38 +258,6 @@ impl Grant {
         })
     }
 
-    /// Fills `{key}` placeholders from the sender's settings, then parses the result.
-    pub fn from_template(template: &str, settings: &[ResolvedSetting]) -> Result<Self, String> {
-        let mut out = String::new();
-        let mut rest = template;
-        while let Some(start) = rest.find('{') {
-            out.push_str(&rest[..start]);
-            let end = rest[start..]
-                .find('}')
-                .ok_or_else(|| format!("network need {template:?}: unclosed `{{`"))?
-                + start;
-            let key = &rest[start + 1..end];
-            let value = settings.iter().find(|s| s.key == key).map(|s| &s.value);
-            match value {
-                Some(ResolvedValue::Text(t)) => out.push_str(t),
-                Some(ResolvedValue::Integer(i)) => out.push_str(&i.to_string()),
-                Some(_) => {
-                    return Err(format!(
-                        "network need {template:?}: setting `{key}` is not text or a number"
-                    ));
-                }
-                None => {
-                    return Err(format!(
-                        "network need {template:?}: setting `{key}` is not set"
-                    ));
-                }
-            }
-            rest = &rest[end + 1..];
-        }
-        out.push_str(rest);
-        Grant::parse(&out).map_err(|e| format!("network need {template:?} gives {e}"))
-    }
-
     fn allows(&self, scheme: &str, host: &Host, port: u16) -> bool {
         self.scheme.eq_ignore_ascii_case(scheme)
             && self.host.matches(host)
@@ -369,40 +334,6 @@ impl Gate {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn text(key: &str, value: &str) -> ResolvedSetting {
-        ResolvedSetting {
-            key: key.into(),
-            value: ResolvedValue::Text(value.into()),
-        }
-    }
-
-    fn int(key: &str, value: i64) -> ResolvedSetting {
-        ResolvedSetting {
-            key: key.into(),
-            value: ResolvedValue::Integer(value),
-        }
-    }
-
-    #[test]
-    fn template_is_filled_from_settings() {
-        let g = Grant::from_template(
-            "smtp://{host}:{port}",
-            &[text("host", "Mail.Example.COM."), int("port", 587)],
-        )
-        .unwrap();
-        assert_eq!(g.to_string(), "smtp://mail.example.com:587");
-    }
-
-    #[test]
-    fn url_settings_fill_whole_origins() {
-        let g = Grant::from_template(
-            "{graph_url}",
-            &[text("graph_url", "https://graph.example.test/v1.0")],
-        )
-        .unwrap();
-        assert_eq!(g.to_string(), "https://graph.example.test:443");
-    }
 
     #[test]
     fn granted_destination_is_allowed() {

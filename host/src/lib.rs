@@ -10,7 +10,8 @@
 //! | [`settings`] | the settings file: senders, host-owned keys, secrets, errors with lines |
 //! | [`runtime`] | the wasmtime engine, the precompiled cache, loading plugins, calls with limits |
 //! | [`capability`] | what the host lends plugins: `smtp`, `imap`, `http`, `log`, `state`, `secrets` |
-//! | [`gate`] | the one check every network capability makes |
+//! | [`gate`] | the one check every network capability makes: grants in, verdict out |
+//! | [`template`] | a plugin's network needs filled in from its sender's settings, into grants |
 //! | [`router`] | which sender carries an email, and why |
 //! | [`dispatch`] | sending along a routing decision, with failover |
 //! | [`message`] | an email from flags or a JSON file: addresses, attachments, job context |
@@ -26,4 +27,5 @@ pub mod router;
 pub mod runtime;
 pub mod secret;
 pub mod settings;
+pub mod template;
 pub mod wit;

@@ -23,7 +23,7 @@ use crate::capability::blobs::BlobData;
 use crate::capability::secrets::{SecretUses, SecretValue, is_declaration};
 use crate::capability::witness::Witnessed;
 use crate::capability::{HostState, SenderContext, state::StateStore};
-use crate::gate::{Gate, Grant};
+use crate::gate::Gate;
 use crate::message::Email;
 use crate::outcome::{Failure, FailureKind};
 use crate::settings::{PluginRef, ResolvedSetting, ResolvedValue, SenderSettings, SettingsErrors};
@@ -375,7 +375,7 @@ impl Runtime {
             }
         };
         for template in plugin.info.network.iter().filter(|n| !is_declaration(n)) {
-            match Grant::from_template(template, &resolved) {
+            match crate::template::grant_from_template(template, &resolved) {
                 Ok(grant) => declared.push(grant),
                 Err(e) => errors.push(settings.whole_error("", e)),
             }

@@ -23,7 +23,7 @@ use std::collections::BTreeMap;
 use wasmtime::component::Resource;
 
 use super::HostState;
-use crate::gate::{Gate, Grant};
+use crate::gate::Gate;
 use crate::secret::Secret;
 use crate::settings::{ResolvedSetting, ResolvedValue};
 use crate::wit::secrets::{Host, HostSecret};
@@ -210,7 +210,7 @@ fn parse(need: &str, settings: &[ResolvedSetting]) -> Result<(String, Use), Stri
     match words.as_slice() {
         ["secret", key, "login"] => Ok(((*key).to_string(), Use::Login)),
         ["secret", key, kind @ ("header" | "form"), name, template] => {
-            let origin = Grant::from_template(template, settings)?;
+            let origin = crate::template::grant_from_template(template, settings)?;
             if origin.scheme != "https" {
                 return Err(format!(
                     "a secret goes only to https origins, not {}",
