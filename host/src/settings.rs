@@ -24,50 +24,212 @@ use crate::gate::Grant;
 use crate::secret::Secret;
 use crate::wit::types::{SettingDefault, SettingKind, SettingSpec};
 
-/// Keys of a sender table that the host owns; every other key belongs to the plugin.
-pub const HOST_KEYS: &[(&str, &str)] = &[
-    (
-        "plugin",
-        "a built-in plugin id (\"smtp\") or the path of a .wasm plugin",
-    ),
-    (
-        "preferred",
-        "Preferred Mail Sender: chosen first among eligible senders",
-    ),
-    ("allow_job_source", "Allow usage from job source settings"),
-    (
-        "allow_job_recipients",
-        "Allow usage from job email recipients",
-    ),
-    (
-        "ca_file",
-        "a PEM file of CA certificates to trust for this sender, besides the system's",
-    ),
-    (
-        "sha256",
-        "the expected sha256 of the plugin file; a mismatch refuses to load",
-    ),
-    (
-        "allow_hosts",
-        "the destinations this sender may reach, replacing what its plugin asks for: [\"smtp://mx.example.com:587\", \"https://*.example.com\"]",
-    ),
-    (
-        "allow_loopback_names",
-        "let host names this sender connects to resolve to this machine's own addresses (loopback, link-local such as 169.254.169.254, 0.0.0.0); off by default: such an answer is denied (an IP address written as the host is always allowed)",
-    ),
-    (
-        "memory_limit_mb",
-        "the memory a call of this sender's plugin may use (default 512)",
-    ),
-    (
-        "cpu_limit_secs",
-        "the time the plugin's own code may run in one call, host I/O not counted (default 10)",
-    ),
-    (
-        "call_limit_secs",
-        "the most one call of this sender's plugin may take, waits included (default 900); reached while waiting on a server, the send is temporary",
-    ),
+/// A key of a sender's table that the host owns; every other key belongs to the plugin.
+///
+/// [`HOST_KEYS`] is the one description of these keys: parsing reads each by its [`HostKind`]
+/// and sets it into [`SenderSettings`] through the kind's setter, an unknown key's error lists
+/// the table's keys, and [`help_text`] prints the table.
+#[derive(Debug, Clone, Copy)]
+pub struct HostKey {
+    pub key: &'static str,
+    pub kind: HostKind,
+    pub help: &'static str,
+}
+
+/// What a host key takes, and how its value is set into [`SenderSettings`].
+#[derive(Debug, Clone, Copy)]
+pub enum HostKind {
+    /// Required: a built-in plugin id, or the path of a `.wasm` file (ending in `.wasm` or
+    /// holding a `/`), made absolute against the settings file's folder; set with its line.
+    Plugin(fn(&mut SenderSettings, PluginRef, usize)),
+    /// `true` or `false`; false when absent.
+    Bool(fn(&mut SenderSettings, bool)),
+    /// The path of an existing file, made absolute against the settings file's folder.
+    File(fn(&mut SenderSettings, PathBuf)),
+    /// A sha256 pin: 64 hexadecimal digits, set lowercase.
+    Sha256(fn(&mut SenderSettings, String)),
+    /// A list of destinations, each parsed into a [`Grant`].
+    Grants(fn(&mut SenderSettings, Vec<Grant>)),
+    /// A whole number from 1 to `max`.
+    Whole {
+        max: u32,
+        set: fn(&mut SenderSettings, u32),
+    },
+}
+
+/// The keys the host owns in a sender's table, in the order they are listed.
+pub const HOST_KEYS: &[HostKey] = &[
+    HostKey {
+        key: "plugin",
+        kind: HostKind::Plugin(|s, plugin, line| {
+            s.plugin = plugin;
+            s.plugin_line = line;
+        }),
+        help: "a built-in plugin id (\"smtp\") or the path of a .wasm plugin",
+    },
+    HostKey {
+        key: "preferred",
+        kind: HostKind::Bool(|s, on| s.preferred = on),
+        help: "Preferred Mail Sender: chosen first among eligible senders",
+    },
+    HostKey {
+        key: "allow_job_source",
+        kind: HostKind::Bool(|s, on| s.allow_job_source = on),
+        help: "Allow usage from job source settings",
+    },
+    HostKey {
+        key: "allow_job_recipients",
+        kind: HostKind::Bool(|s, on| s.allow_job_recipients = on),
+        help: "Allow usage from job email recipients",
+    },
+    HostKey {
+        key: "ca_file",
+        kind: HostKind::File(|s, path| s.ca_file = Some(path)),
+        help: "a PEM file of CA certificates to trust for this sender, besides the system's",
+    },
+    HostKey {
+        key: "sha256",
+        kind: HostKind::Sha256(|s, hex| s.sha256 = Some(hex)),
+        help: "the expected sha256 of the plugin file; a mismatch refuses to load",
+    },
+    HostKey {
+        key: "allow_hosts",
+        kind: HostKind::Grants(|s, grants| s.allow_hosts = Some(grants)),
+        help: "the destinations this sender may reach, replacing what its plugin asks for: [\"smtp://mx.example.com:587\", \"https://*.example.com\"]",
+    },
+    HostKey {
+        key: "allow_loopback_names",
+        kind: HostKind::Bool(|s, on| s.allow_loopback_names = on),
+        help: "let host names this sender connects to resolve to this machine's own addresses (loopback, link-local such as 169.254.169.254, 0.0.0.0); off by default: such an answer is denied (an IP address written as the host is always allowed)",
+    },
+    HostKey {
+        key: "memory_limit_mb",
+        kind: HostKind::Whole {
+            max: 4096,
+            set: |s, mb| s.memory_limit_mb = Some(mb),
+        },
+        help: "the memory a call of this sender's plugin may use (default 512)",
+    },
+    HostKey {
+        key: "cpu_limit_secs",
+        kind: HostKind::Whole {
+            max: 3600,
+            set: |s, secs| s.cpu_limit_secs = Some(secs),
+        },
+        help: "the time the plugin's own code may run in one call, host I/O not counted (default 10)",
+    },
+    HostKey {
+        key: "call_limit_secs",
+        kind: HostKind::Whole {
+            max: 3600,
+            set: |s, secs| s.call_limit_secs = Some(secs),
+        },
+        help: "the most one call of this sender's plugin may take, waits included (default 900); reached while waiting on a server, the send is temporary",
+    },
 ];
+
+/// The host key named `key`, if the host owns it.
+pub fn host_key(key: &str) -> Option<&'static HostKey> {
+    HOST_KEYS.iter().find(|k| k.key == key)
+}
+
+impl HostKind {
+    /// The value's type, as the help text (and README's table) name it.
+    pub fn type_name(self) -> &'static str {
+        match self {
+            HostKind::Plugin(_) => "string",
+            HostKind::Bool(_) => "bool",
+            HostKind::File(_) => "path",
+            HostKind::Sha256(_) => "hex",
+            HostKind::Grants(_) => "list",
+            HostKind::Whole { .. } => "integer",
+        }
+    }
+
+    /// Why a sender without this key is refused; none when the key may be left out.
+    fn missing(self) -> Option<&'static str> {
+        match self {
+            HostKind::Plugin(_) => {
+                Some("missing: say which plugin this sender uses, e.g. plugin = \"smtp\"")
+            }
+            _ => None,
+        }
+    }
+}
+
+/// A top-level key of the settings file.
+#[derive(Debug, Clone, Copy)]
+pub struct TopKey {
+    pub key: &'static str,
+    pub kind: TopKind,
+    pub help: &'static str,
+}
+
+/// What a top-level key takes, and how it is set into [`Settings`].
+#[derive(Debug, Clone, Copy)]
+pub enum TopKind {
+    /// `true` or `false`; false when absent.
+    Bool(fn(&mut Settings, bool)),
+    /// The `[senders.NAME]` tables, one per sender.
+    Senders,
+}
+
+/// The top-level keys of the settings file, in the order they are listed.
+pub const TOP_KEYS: &[TopKey] = &[
+    TopKey {
+        key: "failover",
+        kind: TopKind::Bool(|s, on| s.failover = on),
+        help: "when the chosen sender fails temporarily, the next eligible one is tried (default false)",
+    },
+    TopKey {
+        key: "senders",
+        kind: TopKind::Senders,
+        help: "one table per sender, [senders.NAME]: its plugin, the host's keys and the plugin's",
+    },
+];
+
+impl TopKind {
+    pub fn type_name(self) -> &'static str {
+        match self {
+            TopKind::Bool(_) => "bool",
+            TopKind::Senders => "tables",
+        }
+    }
+}
+
+/// The keys of the settings file, one a line (`key (type): help`): the top-level keys, then
+/// those the host owns in a sender's table.
+pub fn help_text() -> String {
+    let mut text = String::from("Top-level keys:\n");
+    for k in TOP_KEYS {
+        text += &format!("  {} ({}): {}\n", k.key, k.kind.type_name(), k.help);
+    }
+    text += "Keys the host owns in a [senders.NAME] table (every other key is the plugin's):\n";
+    for k in HOST_KEYS {
+        let range = match k.kind {
+            HostKind::Whole { max, .. } => format!(" from 1 to {max}"),
+            _ => String::new(),
+        };
+        text += &format!("  {} ({}{range}): {}\n", k.key, k.kind.type_name(), k.help);
+    }
+    text
+}
+
+/// The top-level keys as the unknown-key error names them: "`failover` and the `senders` tables".
+fn top_keys_named() -> String {
+    let named: Vec<String> = TOP_KEYS
+        .iter()
+        .map(|k| match k.kind {
+            TopKind::Senders => format!("the `{}` tables", k.key),
+            TopKind::Bool(_) => format!("`{}`", k.key),
+        })
+        .collect();
+    match named.split_last() {
+        Some((last, [])) => last.clone(),
+        Some((last, rest)) => format!("{} and {last}", rest.join(", ")),
+        None => String::new(),
+    }
+}
 
 /// One problem in the settings file.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -237,48 +399,52 @@ impl Settings {
                 return Err(SettingsErrors(p.errors));
             }
         };
-        let mut senders = Vec::new();
-        let mut failover = false;
+        let mut settings = Settings {
+            path: path.to_path_buf(),
+            failover: false,
+            senders: Vec::new(),
+        };
         for (key, value) in root.get_ref() {
-            match key.get_ref().as_ref() {
-                "senders" => {
-                    let Some(table) = value.get_ref().as_table() else {
-                        p.error(
-                            Some(p.line_of(key.span().start)),
-                            "senders",
-                            "must be a table of senders, e.g. [senders.relay]",
-                        );
-                        continue;
-                    };
+            let key_name = key.get_ref().as_ref();
+            let key_line = p.line_of(key.span().start);
+            let Some(top) = TOP_KEYS.iter().find(|k| k.key == key_name) else {
+                p.error(
+                    Some(key_line),
+                    key_name,
+                    format!("unknown key; the settings file has {}", top_keys_named()),
+                );
+                continue;
+            };
+            match (top.kind, value.get_ref()) {
+                (TopKind::Bool(set), DeValue::Boolean(on)) => set(&mut settings, *on),
+                (TopKind::Bool(_), other) => p.error(
+                    Some(key_line),
+                    key_name,
+                    format!("expected true or false, found {}", other.type_str()),
+                ),
+                (TopKind::Senders, DeValue::Table(table)) => {
                     for (name, sender) in table {
                         if let Some(s) = p.sender(&base, name, sender) {
-                            senders.push(s);
+                            settings.senders.push(s);
                         }
                     }
                 }
-                "failover" => match value.get_ref() {
-                    DeValue::Boolean(b) => failover = *b,
-                    other => p.error(
-                        Some(p.line_of(key.span().start)),
-                        "failover",
-                        format!("expected true or false, found {}", other.type_str()),
-                    ),
-                },
-                other => p.error(
-                    Some(p.line_of(key.span().start)),
-                    other,
-                    "unknown key; the settings file has `failover` and the `senders` tables",
+                (TopKind::Senders, _) => p.error(
+                    Some(key_line),
+                    key_name,
+                    "must be a table of senders, e.g. [senders.relay]",
                 ),
             }
         }
-        if p.errors.is_empty() && senders.is_empty() {
+        if p.errors.is_empty() && settings.senders.is_empty() {
             p.error(
                 None,
                 "senders",
                 "no senders are configured; add a [senders.NAME] table",
             );
         }
-        let preferred: Vec<&SenderSettings> = senders.iter().filter(|s| s.preferred).collect();
+        let preferred: Vec<&SenderSettings> =
+            settings.senders.iter().filter(|s| s.preferred).collect();
         if preferred.len() > 1 {
             let names: Vec<&str> = preferred.iter().map(|s| s.name.as_str()).collect();
             let line = preferred[1].line;
@@ -292,11 +458,7 @@ impl Settings {
             );
         }
         if p.errors.is_empty() {
-            Ok(Settings {
-                path: path.to_path_buf(),
-                failover,
-                senders,
-            })
+            Ok(settings)
         } else {
             Err(SettingsErrors(p.errors))
         }
@@ -358,144 +520,120 @@ impl Parser<'_> {
             return None;
         };
         let errors_before = self.errors.len();
-        let mut plugin = None;
-        let mut plugin_line = line;
-        let mut flags = [false; 4];
-        let mut ca_file = None;
-        let mut sha256 = None;
-        let mut allow_hosts = None;
-        let mut limits = [None; 3];
-        let mut entries = Vec::new();
+        let mut settings = SenderSettings {
+            name: sender,
+            line,
+            // Set by the `plugin` key; a sender without one is refused below.
+            plugin: PluginRef::Builtin(String::new()),
+            plugin_line: line,
+            preferred: false,
+            allow_job_source: false,
+            allow_job_recipients: false,
+            allow_loopback_names: false,
+            ca_file: None,
+            sha256: None,
+            allow_hosts: None,
+            memory_limit_mb: None,
+            cpu_limit_secs: None,
+            call_limit_secs: None,
+            entries: Vec::new(),
+            file: self.file.clone(),
+        };
+        let mut given = Vec::new();
         for (key, value) in table {
             let key_name = key.get_ref().as_ref();
             let key_line = self.line_of(key.span().start);
-            let dotted = format!("{prefix}.{key_name}");
-            if key_name == "allow_hosts" {
-                allow_hosts = Some(self.grants(key_line, &dotted, value));
-                continue;
-            }
-            let raw = self.raw_value(base, value);
-            match key_name {
-                "plugin" => match raw {
-                    RawValue::Text(text) if !text.is_empty() => {
-                        plugin_line = key_line;
-                        plugin = Some(if text.ends_with(".wasm") || text.contains('/') {
-                            PluginRef::File(absolute(base, Path::new(&text)))
-                        } else {
-                            PluginRef::Builtin(text)
-                        });
-                    }
-                    _ => self.error(
-                        Some(key_line),
-                        &dotted,
-                        "must be a built-in plugin id (\"smtp\") or the path of a .wasm file",
-                    ),
-                },
-                "preferred"
-                | "allow_job_source"
-                | "allow_job_recipients"
-                | "allow_loopback_names" => {
-                    let slot = match key_name {
-                        "preferred" => 0,
-                        "allow_job_source" => 1,
-                        "allow_job_recipients" => 2,
-                        _ => 3,
-                    };
-                    match raw {
-                        RawValue::Boolean(b) => flags[slot] = b,
-                        other => self.error(
-                            Some(key_line),
-                            &dotted,
-                            format!("expected true or false, found {}", describe(&other)),
-                        ),
+            match host_key(key_name) {
+                Some(host) => {
+                    let dotted = format!("{prefix}.{key_name}");
+                    if self.host_value(base, host.kind, key_line, &dotted, value, &mut settings) {
+                        given.push(host.key);
                     }
                 }
-                "ca_file" => match raw {
-                    RawValue::Text(path) => {
-                        let path = absolute(base, Path::new(&path));
-                        if !path.is_file() {
-                            self.error(
-                                Some(key_line),
-                                &dotted,
-                                format!("no such file: {}", path.display()),
-                            );
-                        }
-                        ca_file = Some(path);
-                    }
-                    other => self.error(
-                        Some(key_line),
-                        &dotted,
-                        format!("expected a file path, found {}", describe(&other)),
-                    ),
-                },
-                "sha256" => match raw {
-                    RawValue::Text(hex)
-                        if hex.len() == 64 && hex.chars().all(|c| c.is_ascii_hexdigit()) =>
-                    {
-                        sha256 = Some(hex.to_ascii_lowercase());
-                    }
-                    _ => self.error(
-                        Some(key_line),
-                        &dotted,
-                        "expected 64 hexadecimal digits (the plugin file's sha256)",
-                    ),
-                },
-                "memory_limit_mb" | "cpu_limit_secs" | "call_limit_secs" => {
-                    let (slot, max) = match key_name {
-                        "memory_limit_mb" => (0, 4096),
-                        "cpu_limit_secs" => (1, 3600),
-                        _ => (2, 3600),
-                    };
-                    match raw {
-                        RawValue::Integer(n) if (1..=max).contains(&n) => {
-                            limits[slot] = Some(n as u32)
-                        }
-                        other => self.error(
-                            Some(key_line),
-                            &dotted,
-                            format!(
-                                "expected a whole number from 1 to {max}, found {}",
-                                describe(&other)
-                            ),
-                        ),
-                    }
-                }
-                _ => entries.push(RawEntry {
+                None => settings.entries.push(RawEntry {
                     key: key_name.to_string(),
                     line: key_line,
-                    value: raw,
+                    value: raw_value(base, value),
                 }),
             }
         }
-        let Some(plugin) = plugin else {
-            self.error(
-                Some(line),
-                &format!("{prefix}.plugin"),
-                "missing: say which plugin this sender uses, e.g. plugin = \"smtp\"",
-            );
-            return None;
-        };
-        if self.errors.len() > errors_before {
-            return None;
+        for host in HOST_KEYS.iter().filter(|k| !given.contains(&k.key)) {
+            if let Some(missing) = host.kind.missing() {
+                self.error(Some(line), &format!("{prefix}.{}", host.key), missing);
+            }
         }
-        Some(SenderSettings {
-            name: sender,
-            line,
-            plugin,
-            plugin_line,
-            preferred: flags[0],
-            allow_job_source: flags[1],
-            allow_job_recipients: flags[2],
-            allow_loopback_names: flags[3],
-            ca_file,
-            sha256,
-            allow_hosts,
-            memory_limit_mb: limits[0],
-            cpu_limit_secs: limits[1],
-            call_limit_secs: limits[2],
-            entries,
-            file: self.file.clone(),
-        })
+        (self.errors.len() == errors_before).then_some(settings)
+    }
+
+    /// Reads the host-owned key `dotted` (written at `line`) as `kind` says and sets it into
+    /// `settings`; false, with the problem recorded, when its value is refused.
+    fn host_value(
+        &mut self,
+        base: &Path,
+        kind: HostKind,
+        line: usize,
+        dotted: &str,
+        value: &Spanned<DeValue<'_>>,
+        settings: &mut SenderSettings,
+    ) -> bool {
+        let refused = match (kind, raw_value(base, value)) {
+            (HostKind::Grants(set), _) => {
+                let errors_before = self.errors.len();
+                set(settings, self.grants(line, dotted, value));
+                return self.errors.len() == errors_before;
+            }
+            (HostKind::Plugin(set), RawValue::Text(text)) if !text.is_empty() => {
+                let plugin = if text.ends_with(".wasm") || text.contains('/') {
+                    PluginRef::File(absolute(base, Path::new(&text)))
+                } else {
+                    PluginRef::Builtin(text)
+                };
+                set(settings, plugin, line);
+                return true;
+            }
+            (HostKind::Plugin(_), _) => {
+                "must be a built-in plugin id (\"smtp\") or the path of a .wasm file".to_string()
+            }
+            (HostKind::Bool(set), RawValue::Boolean(on)) => {
+                set(settings, on);
+                return true;
+            }
+            (HostKind::Bool(_), other) => {
+                format!("expected true or false, found {}", describe(&other))
+            }
+            (HostKind::File(set), RawValue::Text(path)) => {
+                let path = absolute(base, Path::new(&path));
+                if path.is_file() {
+                    set(settings, path);
+                    return true;
+                }
+                format!("no such file: {}", path.display())
+            }
+            (HostKind::File(_), other) => {
+                format!("expected a file path, found {}", describe(&other))
+            }
+            (HostKind::Sha256(set), RawValue::Text(hex))
+                if hex.len() == 64 && hex.chars().all(|c| c.is_ascii_hexdigit()) =>
+            {
+                set(settings, hex.to_ascii_lowercase());
+                return true;
+            }
+            (HostKind::Sha256(_), _) => {
+                "expected 64 hexadecimal digits (the plugin file's sha256)".to_string()
+            }
+            (HostKind::Whole { max, set }, RawValue::Integer(n))
+                if (1..=i64::from(max)).contains(&n) =>
+            {
+                set(settings, n as u32);
+                return true;
+            }
+            (HostKind::Whole { max, .. }, other) => format!(
+                "expected a whole number from 1 to {max}, found {}",
+                describe(&other)
+            ),
+        };
+        self.error(Some(line), dotted, refused);
+        false
     }
 
     /// `allow_hosts`: a list of destinations, each parsed into a grant.
@@ -523,31 +661,32 @@ impl Parser<'_> {
         }
         grants
     }
+}
 
-    fn raw_value(&mut self, base: &Path, value: &Spanned<DeValue<'_>>) -> RawValue {
-        match value.get_ref() {
-            DeValue::String(s) => RawValue::Text(s.to_string()),
-            DeValue::Integer(i) => i64::from_str_radix(i.as_str(), i.radix())
-                .map(RawValue::Integer)
-                .unwrap_or(RawValue::Unsupported("an integer out of range")),
-            DeValue::Boolean(b) => RawValue::Boolean(*b),
-            DeValue::Table(t) => {
-                let pairs: Vec<(&str, Option<&str>)> = t
-                    .iter()
-                    .map(|(k, v)| (k.get_ref().as_ref(), v.get_ref().as_str()))
-                    .collect();
-                match pairs.as_slice() {
-                    [("env", Some(name))] => RawValue::Secret(SecretSource::Env(name.to_string())),
-                    [("file", Some(path))] => {
-                        RawValue::Secret(SecretSource::File(absolute(base, Path::new(path))))
-                    }
-                    _ => RawValue::Unsupported("a table"),
+/// A plugin-owned value as written, for its plugin's schema to check.
+fn raw_value(base: &Path, value: &Spanned<DeValue<'_>>) -> RawValue {
+    match value.get_ref() {
+        DeValue::String(s) => RawValue::Text(s.to_string()),
+        DeValue::Integer(i) => i64::from_str_radix(i.as_str(), i.radix())
+            .map(RawValue::Integer)
+            .unwrap_or(RawValue::Unsupported("an integer out of range")),
+        DeValue::Boolean(b) => RawValue::Boolean(*b),
+        DeValue::Table(t) => {
+            let pairs: Vec<(&str, Option<&str>)> = t
+                .iter()
+                .map(|(k, v)| (k.get_ref().as_ref(), v.get_ref().as_str()))
+                .collect();
+            match pairs.as_slice() {
+                [("env", Some(name))] => RawValue::Secret(SecretSource::Env(name.to_string())),
+                [("file", Some(path))] => {
+                    RawValue::Secret(SecretSource::File(absolute(base, Path::new(path))))
                 }
+                _ => RawValue::Unsupported("a table"),
             }
-            DeValue::Float(_) => RawValue::Unsupported("a float"),
-            DeValue::Datetime(_) => RawValue::Unsupported("a date"),
-            DeValue::Array(_) => RawValue::Unsupported("an array"),
         }
+        DeValue::Float(_) => RawValue::Unsupported("a float"),
+        DeValue::Datetime(_) => RawValue::Unsupported("a date"),
+        DeValue::Array(_) => RawValue::Unsupported("an array"),
     }
 }
 
@@ -594,10 +733,9 @@ impl SenderSettings {
 
     /// A settings error about this sender as a whole, or one of its host-owned keys.
     pub fn whole_error(&self, key: &str, message: impl Into<String>) -> SettingsError {
-        let line = if key == "plugin" {
-            self.plugin_line
-        } else {
-            self.line
+        let line = match host_key(key).map(|k| k.kind) {
+            Some(HostKind::Plugin(_)) => self.plugin_line,
+            _ => self.line,
         };
         self.error(Some(line), key, message)
     }
@@ -615,7 +753,7 @@ impl SenderSettings {
                 let known: Vec<&str> = schema
                     .iter()
                     .map(|s| s.key.as_str())
-                    .chain(HOST_KEYS.iter().map(|(k, _)| *k))
+                    .chain(HOST_KEYS.iter().map(|k| k.key))
                     .collect();
                 errors.push(self.error(
                     Some(entry.line),
@@ -765,6 +903,230 @@ mod tests {
         let errors = result.expect_err("expected a settings error").0;
         assert_eq!(errors.len(), 1, "{errors:?}");
         errors.into_iter().next().unwrap()
+    }
+
+    /// A value `kind` takes (`ca.pem` must exist beside the settings file).
+    fn valid(kind: HostKind) -> String {
+        match kind {
+            HostKind::Plugin(_) => "\"vendor/send.wasm\"".into(),
+            HostKind::Bool(_) => "true".into(),
+            HostKind::File(_) => "\"ca.pem\"".into(),
+            HostKind::Sha256(_) => format!("\"{}\"", "aB".repeat(32)),
+            HostKind::Grants(_) => "[\"smtp://mx.example.com:587\"]".into(),
+            HostKind::Whole { max, .. } => max.to_string(),
+        }
+    }
+
+    /// What `kind` says of a float, a type no host key takes.
+    fn refusal_of_a_float(kind: HostKind) -> String {
+        match kind {
+            HostKind::Plugin(_) => {
+                "must be a built-in plugin id (\"smtp\") or the path of a .wasm file".into()
+            }
+            HostKind::Bool(_) => "expected true or false, found a float".into(),
+            HostKind::File(_) => "expected a file path, found a float".into(),
+            HostKind::Sha256(_) => {
+                "expected 64 hexadecimal digits (the plugin file's sha256)".into()
+            }
+            HostKind::Grants(_) => {
+                "expected a list of destinations, e.g. [\"smtp://mx.example.com:587\"]".into()
+            }
+            HostKind::Whole { max, .. } => {
+                format!("expected a whole number from 1 to {max}, found a float")
+            }
+        }
+    }
+
+    /// A settings file whose sender `relay` (table on line 2) sets `key = value` on line 4,
+    /// with a valid `plugin` unless `key` is the plugin's.
+    fn with_host_key(key: &HostKey, value: &str) -> String {
+        let plugin = match key.kind {
+            HostKind::Plugin(_) => "# no other plugin",
+            _ => "plugin = \"smtp\"",
+        };
+        format!("# c\n[senders.relay]\n{plugin}\n{} = {value}\n", key.key)
+    }
+
+    #[test]
+    fn every_host_key_is_set_from_a_valid_value_each_into_its_own_field() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("ca.pem"), "pem").unwrap();
+        let path = dir.path().join("mail.toml");
+        let plain = Settings::parse(&path, "[senders.relay]\nplugin = \"smtp\"\n").unwrap();
+        let mut seen: Vec<SenderSettings> = Vec::new();
+        for key in HOST_KEYS {
+            let text = with_host_key(key, &valid(key.kind));
+            let settings = Settings::parse(&path, &text)
+                .unwrap_or_else(|e| panic!("{}: {e}", key.key))
+                .senders
+                .remove(0);
+            assert!(settings.entries.is_empty(), "{}: the host's key", key.key);
+            let mut unchanged = plain.senders[0].clone();
+            unchanged.line = settings.line;
+            unchanged.plugin_line = settings.plugin_line;
+            assert_ne!(settings, unchanged, "{} set nothing", key.key);
+            for other in &seen {
+                assert_ne!(&settings, other, "{} sets what another key sets", key.key);
+            }
+            seen.push(settings);
+        }
+        let sha256 = host_key("sha256").unwrap();
+        let s = Settings::parse(&path, &with_host_key(sha256, &valid(sha256.kind))).unwrap();
+        assert_eq!(s.senders[0].sha256, Some("ab".repeat(32)));
+    }
+
+    #[test]
+    fn every_host_key_refuses_a_wrong_type_naming_the_key_and_its_line() {
+        for key in HOST_KEYS {
+            let errors = parse(&with_host_key(key, "1.5")).unwrap_err().0;
+            let found: Vec<(Option<usize>, &str, &str)> = errors
+                .iter()
+                .map(|e| (e.line, e.key.as_str(), e.message.as_str()))
+                .collect();
+            let dotted = format!("senders.relay.{}", key.key);
+            let refusal = refusal_of_a_float(key.kind);
+            let mut expected = vec![(Some(4), dotted.as_str(), refusal.as_str())];
+            if let Some(missing) = key.kind.missing() {
+                expected.push((Some(2), dotted.as_str(), missing));
+            }
+            assert_eq!(found, expected, "{}", key.key);
+        }
+    }
+
+    #[test]
+    fn the_known_keys_are_the_schemas_then_exactly_the_tables() {
+        let s = parse("[senders.relay]\nplugin = \"smtp\"\nprot = 25\nhost = \"mx\"\n").unwrap();
+        let e = only_error(s.senders[0].resolve("smtp", &schema()));
+        let host_keys: Vec<&str> = HOST_KEYS.iter().map(|k| k.key).collect();
+        assert_eq!(
+            e.message,
+            format!(
+                "unknown key for plugin \"smtp\"; known keys: host, port, enable_ssl, password, {}",
+                host_keys.join(", ")
+            )
+        );
+        assert_eq!(
+            host_keys,
+            [
+                "plugin",
+                "preferred",
+                "allow_job_source",
+                "allow_job_recipients",
+                "ca_file",
+                "sha256",
+                "allow_hosts",
+                "allow_loopback_names",
+                "memory_limit_mb",
+                "cpu_limit_secs",
+                "call_limit_secs",
+            ]
+        );
+    }
+
+    #[test]
+    fn whole_number_ranges_come_from_the_table() {
+        let mut ranges = Vec::new();
+        for key in HOST_KEYS {
+            let HostKind::Whole { max, .. } = key.kind else {
+                continue;
+            };
+            ranges.push((key.key, max));
+            assert!(
+                parse(&with_host_key(key, &max.to_string())).is_ok(),
+                "{}",
+                key.key
+            );
+            for refused in [0, i64::from(max) + 1] {
+                let e = only_error(parse(&with_host_key(key, &refused.to_string())));
+                assert_eq!(
+                    e.message,
+                    format!("expected a whole number from 1 to {max}, found the integer {refused}")
+                );
+            }
+        }
+        assert_eq!(
+            ranges,
+            [
+                ("memory_limit_mb", 4096),
+                ("cpu_limit_secs", 3600),
+                ("call_limit_secs", 3600)
+            ]
+        );
+        let s = parse("[senders.a]\nplugin = \"smtp\"\nmemory_limit_mb = 4096\ncpu_limit_secs = 1\ncall_limit_secs = 3600\n").unwrap();
+        let a = &s.senders[0];
+        assert_eq!(
+            (a.memory_limit_mb, a.cpu_limit_secs, a.call_limit_secs),
+            (Some(4096), Some(1), Some(3600))
+        );
+    }
+
+    #[test]
+    fn an_unknown_top_level_key_is_told_the_tables_top_level_keys() {
+        let e = only_error(parse("fail_over = true\n[senders.a]\nplugin = \"smtp\"\n"));
+        assert_eq!(
+            e.message,
+            "unknown key; the settings file has `failover` and the `senders` tables"
+        );
+        for top in TOP_KEYS {
+            assert!(e.message.contains(&format!("`{}`", top.key)), "{e}");
+        }
+    }
+
+    #[test]
+    fn the_plugin_keys_errors_name_its_line_and_other_host_keys_the_tables() {
+        let s = parse("[senders.a]\nhost = \"mx\"\nplugin = \"smtp\"\n").unwrap();
+        assert_eq!(s.senders[0].whole_error("plugin", "x").line, Some(3));
+        assert_eq!(s.senders[0].whole_error("ca_file", "x").line, Some(1));
+        assert_eq!(s.senders[0].whole_error("", "x").line, Some(1));
+    }
+
+    #[test]
+    fn the_help_text_lists_every_key_with_its_type_range_and_help() {
+        let help = help_text();
+        for top in TOP_KEYS {
+            let line = format!("  {} ({}): {}\n", top.key, top.kind.type_name(), top.help);
+            assert!(help.contains(&line), "{line:?} in {help}");
+        }
+        for key in HOST_KEYS {
+            assert!(
+                help.contains(&format!("  {} ({}", key.key, key.kind.type_name())),
+                "{} in {help}",
+                key.key
+            );
+            assert!(help.contains(&format!("): {}\n", key.help)), "{help}");
+        }
+        assert!(
+            help.contains("  memory_limit_mb (integer from 1 to 4096): "),
+            "{help}"
+        );
+        assert_eq!(help.lines().count(), 2 + TOP_KEYS.len() + HOST_KEYS.len());
+    }
+
+    /// README's "Keys the host owns" table lists the same keys, in the same order, with the
+    /// same types.
+    #[test]
+    fn the_readmes_host_keys_are_the_tables() {
+        let readme =
+            std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../README.md")).unwrap();
+        let table = readme
+            .split("**Keys the host owns**")
+            .nth(1)
+            .expect("README has the host keys' table");
+        let rows: Vec<(&str, &str)> = table
+            .lines()
+            .skip_while(|l| !l.starts_with('|'))
+            .take_while(|l| l.starts_with('|'))
+            .filter_map(|l| {
+                let mut cells = l.split('|').map(str::trim).skip(1);
+                let key = cells.next()?.strip_prefix('`')?.strip_suffix('`')?;
+                Some((key, cells.next()?))
+            })
+            .collect();
+        let expected: Vec<(&str, &str)> = HOST_KEYS
+            .iter()
+            .map(|k| (k.key, k.kind.type_name()))
+            .collect();
+        assert_eq!(rows, expected);
     }
 
     #[test]
