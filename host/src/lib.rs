@@ -26,6 +26,7 @@ pub mod outcome;
 pub mod router;
 pub mod runtime;
 pub mod secret;
+pub mod senders;
 pub mod settings;
 pub mod template;
 pub mod wit;

@@ -3,10 +3,8 @@
 //! through the redactor (`secret::redact`), so no secret value reaches the terminal even if a
 //! server echoed it.
 
-use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::sync::Arc;
 
 use clap::Parser;
 use serde_json::{Value, json};
@@ -18,6 +16,7 @@ use scan2x_mail::outcome::{self, Failure, FailureKind};
 use scan2x_mail::router::{self, Candidate, Decision, Request};
 use scan2x_mail::runtime::{Limits, Plugin, Runtime, Sender, cache};
 use scan2x_mail::secret;
+use scan2x_mail::senders::{self, Wanted};
 use scan2x_mail::settings::{PluginRef, Settings, SettingsErrors};
 use scan2x_mail::wit::WIT_VERSION;
 use scan2x_mail::wit::types::{SettingDefault, SettingKind};
@@ -218,39 +217,33 @@ impl App {
         }
     }
 
-    /// Loads the settings file, every plugin it names, and makes every sender; all problems at
-    /// once, as one settings failure.
+    /// Loads the settings file and makes the senders `wanted` names (see [`senders::assemble`]);
+    /// all problems at once, as one settings failure. A sender named but not in the file is
+    /// `unknown`'s failure, listing the senders the file has.
     async fn senders(
         &mut self,
         runtime: &Runtime,
         config: &std::path::Path,
+        wanted: Wanted<'_>,
+        unknown: FailureKind,
     ) -> Result<(Settings, Vec<Sender>), Failure> {
         let settings = Settings::load(config).map_err(settings_failure)?;
-        let mut plugins: BTreeMap<(PluginRef, Option<String>), Result<Arc<Plugin>, String>> =
-            BTreeMap::new();
-        for s in &settings.senders {
-            let key = (s.plugin.clone(), s.sha256.clone());
-            if let std::collections::btree_map::Entry::Vacant(slot) = plugins.entry(key) {
-                let loaded = runtime.load(&s.plugin, s.sha256.as_deref()).await;
-                slot.insert(loaded.map(Arc::new).map_err(|e| e.to_string()));
-            }
+        if let Wanted::Only(name) = wanted
+            && !settings.senders.iter().any(|s| s.name == name)
+        {
+            let names: Vec<&str> = settings.senders.iter().map(|s| s.name.as_str()).collect();
+            return Err(Failure::new(
+                unknown,
+                format!(
+                    "no sender named '{name}'; the settings file has: {}",
+                    names.join(", ")
+                ),
+            ));
         }
-        let mut errors = Vec::new();
-        let mut senders = Vec::new();
-        for s in &settings.senders {
-            match &plugins[&(s.plugin.clone(), s.sha256.clone())] {
-                Ok(plugin) => match runtime.sender(s, plugin.clone()) {
-                    Ok(sender) => senders.push(sender),
-                    Err(e) => errors.extend(e.0),
-                },
-                Err(e) => errors.push(s.whole_error("plugin", e.clone())),
-            }
-        }
-        if errors.is_empty() {
-            Ok((settings, senders))
-        } else {
-            Err(settings_failure(SettingsErrors(errors)))
-        }
+        let senders = senders::assemble(runtime, &settings, wanted)
+            .await
+            .map_err(settings_failure)?;
+        Ok((settings, senders))
     }
 
     async fn plugins(
@@ -293,6 +286,9 @@ impl App {
                 }
                 self.print(&plugin_text(plugin));
             }
+            // The keys every sender may set, beside its plugin's: from the settings' own table.
+            self.print("");
+            self.print(scan2x_mail::settings::help_text().trim_end());
         }
         Ok(())
     }
@@ -303,7 +299,9 @@ impl App {
         config: &std::path::Path,
         json: bool,
     ) -> Result<(), Failure> {
-        let (_, senders) = self.senders(runtime, config).await?;
+        let (_, senders) = self
+            .senders(runtime, config, Wanted::All, FailureKind::InvalidSettings)
+            .await?;
         if json {
             let list: Vec<Value> = senders
                 .iter()
@@ -375,22 +373,12 @@ impl App {
         name: Option<&str>,
         json: bool,
     ) -> Result<(), Failure> {
-        let (_, senders) = self.senders(runtime, config).await?;
+        let wanted = name.map_or(Wanted::All, Wanted::Only);
+        let (_, senders) = self
+            .senders(runtime, config, wanted, FailureKind::Usage)
+            .await?;
         let sender = match name {
-            Some(name) => senders
-                .iter()
-                .find(|s| s.settings.name == name)
-                .ok_or_else(|| {
-                    let names: Vec<&str> =
-                        senders.iter().map(|s| s.settings.name.as_str()).collect();
-                    Failure::new(
-                        FailureKind::Usage,
-                        format!(
-                            "no sender named '{name}'; the settings file has: {}",
-                            names.join(", ")
-                        ),
-                    )
-                })?,
+            Some(_) => &senders[0],
             None if senders.len() == 1 => &senders[0],
             None => {
                 let names: Vec<&str> = senders.iter().map(|s| s.settings.name.as_str()).collect();
@@ -438,7 +426,10 @@ impl App {
     ) -> Result<(), Failure> {
         let draft = args.draft()?;
         let event = draft.event()?;
-        let (settings, senders) = self.senders(runtime, config).await?;
+        let wanted = draft.sender.as_deref().map_or(Wanted::All, Wanted::Only);
+        let (settings, senders) = self
+            .senders(runtime, config, wanted, FailureKind::InvalidSettings)
+            .await?;
         let job = draft.job_context();
         let decision = Self::decide(
             &senders,
@@ -503,7 +494,10 @@ impl App {
     ) -> Result<(), Failure> {
         let prepared = args.draft()?.prepare()?;
         let message = &prepared.message;
-        let (settings, senders) = self.senders(runtime, config).await?;
+        let wanted = prepared.sender.as_deref().map_or(Wanted::All, Wanted::Only);
+        let (settings, senders) = self
+            .senders(runtime, config, wanted, FailureKind::InvalidSettings)
+            .await?;
         let decision = Self::decide(
             &senders,
             &Request {

@@ -20,10 +20,9 @@ use wasmtime::component::{Component, Linker, ResourceTable};
 use wasmtime::{Config, Engine, Store, UpdateDeadline};
 
 use crate::capability::blobs::BlobData;
-use crate::capability::secrets::{SecretUses, SecretValue, is_declaration};
+use crate::capability::secrets::SecretValue;
 use crate::capability::witness::Witnessed;
 use crate::capability::{HostState, SenderContext, state::StateStore};
-use crate::gate::Gate;
 use crate::message::Email;
 use crate::outcome::{Failure, FailureKind};
 use crate::settings::{PluginRef, ResolvedSetting, ResolvedValue, SenderSettings, SettingsErrors};
@@ -357,100 +356,23 @@ impl Runtime {
         Ok(())
     }
 
-    /// Makes a sender from its settings and its loaded plugin: checks the plugin's keys, reads
-    /// secrets and the CA file, and turns the plugin's network needs into grants.
+    /// The limits a sender gets unless its settings say otherwise.
+    pub fn limits(&self) -> Limits {
+        self.limits
+    }
+
+    /// The per-sender state store every sender of this runtime shares.
+    pub(crate) fn state(&self) -> Arc<StateStore> {
+        self.state.clone()
+    }
+
+    /// [`crate::senders::make`]: for the bench harness, until it uses `senders` itself.
     pub fn sender(
         &self,
         settings: &SenderSettings,
         plugin: Arc<Plugin>,
     ) -> Result<Sender, SettingsErrors> {
-        let resolved = settings.resolve(&plugin.info.id, &plugin.info.settings)?;
-        let mut errors = Vec::new();
-        let mut declared = Vec::new();
-        let secret_uses = match SecretUses::new(&plugin.info.network, &resolved) {
-            Ok(uses) => uses,
-            Err(e) => {
-                errors.extend(e.into_iter().map(|e| settings.whole_error("", e)));
-                SecretUses::default()
-            }
-        };
-        for template in plugin.info.network.iter().filter(|n| !is_declaration(n)) {
-            match crate::template::grant_from_template(template, &resolved) {
-                Ok(grant) => declared.push(grant),
-                Err(e) => errors.push(settings.whole_error("", e)),
-            }
-        }
-        let mut notes = Vec::new();
-        let grants = match &settings.allow_hosts {
-            None => declared,
-            Some(allowed) => {
-                for need in declared
-                    .iter()
-                    .filter(|need| !allowed.iter().any(|a| need.covered_by(a)))
-                {
-                    notes.push(format!(
-                        "its plugin needs {need}, which allow_hosts does not grant: calls there will be denied"
-                    ));
-                }
-                allowed.clone()
-            }
-        };
-        let limits = Limits {
-            memory_bytes: settings
-                .memory_limit_mb
-                .map_or(self.limits.memory_bytes, |mb| (mb as usize) << 20),
-            guest_cpu: settings
-                .cpu_limit_secs
-                .map_or(self.limits.guest_cpu, |secs| {
-                    Duration::from_secs(secs.into())
-                }),
-            call_wall: settings
-                .call_limit_secs
-                .map_or(self.limits.call_wall, |secs| {
-                    Duration::from_secs(secs.into())
-                }),
-        };
-        let ca_pem = match &settings.ca_file {
-            Some(path) => match std::fs::read(path) {
-                Ok(pem) if pem.windows(27).any(|w| w == b"-----BEGIN CERTIFICATE-----") => {
-                    Some(pem)
-                }
-                Ok(_) => {
-                    errors.push(settings.whole_error(
-                        "ca_file",
-                        format!("{} holds no PEM certificate", path.display()),
-                    ));
-                    None
-                }
-                Err(e) => {
-                    errors.push(
-                        settings
-                            .whole_error("ca_file", format!("cannot read {}: {e}", path.display())),
-                    );
-                    None
-                }
-            },
-            None => None,
-        };
-        if !errors.is_empty() {
-            return Err(SettingsErrors(errors));
-        }
-        Ok(Sender {
-            settings: settings.clone(),
-            context: Arc::new(SenderContext {
-                name: settings.name.clone(),
-                gate: Gate::new(settings.name.clone(), grants),
-                allow_loopback_names: settings.allow_loopback_names,
-                ca_pem,
-                state: self.state.clone(),
-                secret_uses,
-                ..SenderContext::default()
-            }),
-            plugin,
-            resolved,
-            limits,
-            notes,
-        })
+        crate::senders::make(self, settings, plugin)
     }
 
     /// "Test settings" through the sender's plugin, and what the host saw of the call (see
