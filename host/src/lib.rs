@@ -9,13 +9,16 @@
 //! |---|---|
 //! | [`settings`] | the settings file: senders, host-owned keys, secrets, errors with lines |
 //! | [`runtime`] | the wasmtime engine, the precompiled cache, loading plugins, calls with limits |
+//! | [`senders`] | settings into live senders: plugins loaded once, grants, `ca_file`, limits |
 //! | [`capability`] | what the host lends plugins: `smtp`, `imap`, `http`, `log`, `state`, `secrets` |
 //! | [`gate`] | the one check every network capability makes: grants in, verdict out |
 //! | [`template`] | a plugin's network needs filled in from its sender's settings, into grants |
 //! | [`router`] | which sender carries an email, and why |
 //! | [`dispatch`] | sending along a routing decision, with failover |
 //! | [`message`] | an email from flags or a JSON file: addresses, attachments, job context |
-//! | [`outcome`] | failure kinds and the exit codes they map to |
+//! | [`outcome`] | failure kinds and the exit codes they map to; a sent email's outcome |
+//!
+//! docs/design.md has the map of which module may import which.
 
 pub mod capability;
 pub mod cli;
