@@ -87,10 +87,6 @@ pub struct SenderContext {
     /// How long each SMTP step waits on the server: RFC 5321's, scaled by the environment
     /// (`SCAN2X_MAIL_SMTP_TIMEOUT_SCALE`) when the sender loads.
     pub smtp_timeouts: smtp::Timeouts,
-    /// Benchmarks only (feature `bench`): `smtp.send` passes the gate and the size check, then
-    /// answers "250" without connecting, so the plugin path's own cost can be measured.
-    #[cfg(feature = "bench")]
-    pub smtp_stub: bool,
 }
 
 /// The data of one `Store`: one plugin call.

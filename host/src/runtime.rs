@@ -25,7 +25,7 @@ use crate::capability::witness::Witnessed;
 use crate::capability::{HostState, SenderContext, state::StateStore};
 use crate::message::Email;
 use crate::outcome::{Failure, FailureKind};
-use crate::settings::{PluginRef, ResolvedSetting, ResolvedValue, SenderSettings, SettingsErrors};
+use crate::settings::{PluginRef, ResolvedSetting, ResolvedValue, SenderSettings};
 use crate::wit::types::{
     Attachment, Message, PluginInfo, Receipt, SendError, Setting, SettingValue,
 };
@@ -364,15 +364,6 @@ impl Runtime {
     /// The per-sender state store every sender of this runtime shares.
     pub(crate) fn state(&self) -> Arc<StateStore> {
         self.state.clone()
-    }
-
-    /// [`crate::senders::make`]: for the bench harness, until it uses `senders` itself.
-    pub fn sender(
-        &self,
-        settings: &SenderSettings,
-        plugin: Arc<Plugin>,
-    ) -> Result<Sender, SettingsErrors> {
-        crate::senders::make(self, settings, plugin)
     }
 
     /// "Test settings" through the sender's plugin, and what the host saw of the call (see

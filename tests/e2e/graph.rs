@@ -632,8 +632,7 @@ mod in_process {
             .load(&PluginRef::Builtin("graph".into()), None)
             .await
             .unwrap_or_else(|e| panic!("{e}"));
-        let sender = runtime
-            .sender(&settings.senders[0], Arc::new(plugin))
+        let sender = scan2x_mail::senders::make(&runtime, &settings.senders[0], Arc::new(plugin))
             .unwrap_or_else(|e| panic!("{e}"));
         (runtime, sender)
     }

@@ -9,7 +9,6 @@
 //! | [`send`] | `send`: what arrives at the server, per-recipient refusals, exit codes |
 //! | [`test_settings`] | `test` ("Test SMTP Settings"): success sends nothing; auth, network and TLS failures |
 //! | [`tls`] | certificates are verified on every transport and mode: no `ca_file`, another CA, a leaf for another name, an expired leaf — exit 3 naming `ca_file` before any credential reaches the server |
-//! | [`shipped`] | the binary under test is built as users build it: no benchmark stub |
 //! | [`settings`] | settings-file errors: exit 3, the key and the line named |
 //! | [`leaks`] | servers that echo secrets, plugins that try to read or spread them or to make the host hold their memory or forge its output |
 //! | [`limits`] | the CPU limit counts CPU, not waiting; 10 000 recipients and 100 attachments within the default limit |
@@ -45,7 +44,6 @@ mod sandbox;
 mod secrets;
 mod send;
 mod settings;
-mod shipped;
 mod stand_ins;
 mod test_settings;
 mod tls;

@@ -129,6 +129,7 @@ fn a_plugin_stuck_in_a_loop_is_stopped_at_its_cpu_limit() {
 fn a_looping_plugin_does_not_stop_the_next_send() {
     use scan2x_mail::message::Email;
     use scan2x_mail::runtime::{CallError, Limits, Runtime};
+    use scan2x_mail::senders;
     use scan2x_mail::settings::Settings;
     use scan2x_mail::wit::types::{EventKind, Mailbox};
 
@@ -169,10 +170,8 @@ fn a_looping_plugin_does_not_stop_the_next_send() {
                 .await
                 .unwrap(),
         );
-        let stuck = runtime
-            .sender(&settings.senders[0], loaded.clone())
-            .unwrap();
-        let fine = runtime.sender(&settings.senders[1], loaded).unwrap();
+        let stuck = senders::make(&runtime, &settings.senders[0], loaded.clone()).unwrap();
+        let fine = senders::make(&runtime, &settings.senders[1], loaded).unwrap();
         let started = Instant::now();
         let result = runtime.send(&stuck, &message).await;
         assert!(

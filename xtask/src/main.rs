@@ -43,8 +43,9 @@ Tasks:
   test [ARGS]   Add the wasm32-wasip2 target if it is missing, make the test Python
                 (target/test-python, a venv with aiosmtpd), then run
                 `cargo test --workspace --exclude scan2x-mail-bench [ARGS]` with
-                SCAN2X_TEST_PYTHON pointing at it (the bench harness would build the host with
-                its benchmark stub). ARGS go to cargo test, e.g. `cargo xtask test -- send`.
+                SCAN2X_TEST_PYTHON pointing at it (the bench harness has no tests: building it
+                would only lengthen the run). ARGS go to cargo test, e.g.
+                `cargo xtask test -- send`.
                 Ends with the count of skipped tests and why; under CI a skip is a failure.
   demo          Build scan2x-mail, start the project's SMTP test server on 127.0.0.1 with a
                 throw-away CA, and send a generated PDF scan through the built-in SMTP plugin:

@@ -2,9 +2,8 @@
 //! that has only rustup and python3: adds the wasm target and makes the test Python (a venv
 //! with aiosmtpd) first, then runs `cargo test --workspace` with `SCAN2X_TEST_PYTHON` set.
 //!
-//! The benchmark harness is left out (`--exclude scan2x-mail-bench`): it turns on the host's
-//! `bench` feature, and cargo unifies features in one build, so the binary under test would not
-//! be the one users build. It has no tests of its own; clippy still checks it.
+//! The benchmark harness is left out (`--exclude scan2x-mail-bench`): it has no tests of its
+//! own, so building it would only make a test run longer; clippy still checks it.
 //!
 //! Every test that can't run here says so and records it in [`SKIP_LOG`]; the task ends with
 //! their count and reasons. Under `CI` a skip fails its test, and any recorded skip fails the

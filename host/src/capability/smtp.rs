@@ -93,16 +93,6 @@ impl Host for HostState {
             Ok(login) => login,
             Err(denied) => return Ok(Err(denied)),
         };
-        #[cfg(feature = "bench")]
-        if self.sender.smtp_stub {
-            // Encodes and drops the pieces, as a real send's writing would, without a network.
-            let written: usize = message.pieces().map(|piece| piece.len()).sum();
-            return Ok(Ok(SendReport {
-                accepted: envelope.rcpt_to,
-                refused: Vec::new(),
-                reply: format!("250 2.0.0 Ok: stub, {written} bytes"),
-            }));
-        }
         let started = std::time::Instant::now();
         let waiting = self
             .witness
