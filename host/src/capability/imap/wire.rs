@@ -1,9 +1,17 @@
-//! The words the `imap` capability puts on the wire, built from values a plugin chose: folder
-//! names (quoted, in IMAP's modified UTF-7), flags, the APPEND date, and base64 for
-//! AUTHENTICATE PLAIN. Pure functions, unit-tested here.
+//! The words the `imap` capability puts on the wire: folder names (quoted, in IMAP's modified
+//! UTF-7), flags and the APPEND date, built from values a plugin chose, and the login's
+//! arguments (LOGIN's quoted strings or literals, AUTHENTICATE PLAIN's base64 response), built
+//! from the sender's credentials. Pure functions, unit-tested here. base64 is the `base64`
+//! crate's, the host's one: the standard alphabet for SASL, IMAP's modified one for folder names.
 //!
 //! Nothing a plugin passes may end a command early or start another one: every text that lands
 //! in a command is checked or quoted here, and a CR, LF or NUL is refused, never sent.
+
+use base64::Engine as _;
+use base64::alphabet;
+use base64::engine::general_purpose::{self, GeneralPurpose};
+
+use crate::secret::REDACTED;
 
 /// Why a value can't go on the wire; the text names the value.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -36,16 +44,99 @@ fn quoted(ascii: &str) -> String {
     out
 }
 
-/// The inside of a quoted string carrying a password for LOGIN (without the quotes): `"` and
-/// `\` escaped. CR, LF and NUL can't be carried by a quoted string.
-pub fn quoted_password_body(password: &str) -> Result<String, Unsendable> {
-    if password.chars().any(|c| matches!(c, '\r' | '\n' | '\0')) {
-        return Err(Unsendable(
-            "the password holds a line break or NUL, which IMAP LOGIN can't carry".into(),
-        ));
+/// Bytes that carry a credential (a LOGIN argument, a SASL response): never shown, and cleared
+/// when dropped, so no copy of the password outlives the write that needed it.
+pub struct Hidden(Vec<u8>);
+
+impl Hidden {
+    pub fn with_capacity(capacity: usize) -> Self {
+        Self(Vec::with_capacity(capacity))
     }
-    let q = quoted(password);
-    Ok(q[1..q.len() - 1].to_string())
+
+    pub fn push(&mut self, bytes: &[u8]) {
+        self.0.extend_from_slice(bytes);
+    }
+
+    pub fn bytes(&self) -> &[u8] {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Hidden {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(REDACTED)
+    }
+}
+
+impl Drop for Hidden {
+    fn drop(&mut self) {
+        self.0.fill(0);
+        // The cleared bytes are "used", so the clearing is not optimized away before the free.
+        std::hint::black_box(&self.0);
+    }
+}
+
+/// How LOGIN carries one of its arguments (an RFC 3501 `astring`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Carried {
+    /// A quoted string: any text but CR, LF and NUL, `"` and `\` escaped (8-bit text as is,
+    /// which is how servers take a UTF-8 password in LOGIN).
+    Quoted,
+    /// A literal (`{N}`, then the bytes once the server says `+`): for text with CR or LF.
+    Literal,
+}
+
+/// How LOGIN can carry `value`, the sender's `what` (`username`, `password`): NUL fits in
+/// neither a quoted string nor a literal.
+pub fn login_argument(what: &str, value: &str) -> Result<Carried, Unsendable> {
+    if value.contains('\0') {
+        return Err(Unsendable(format!(
+            "the {what} holds a NUL, which IMAP LOGIN can't carry"
+        )));
+    }
+    if value.contains(['\r', '\n']) {
+        return Ok(Carried::Literal);
+    }
+    Ok(Carried::Quoted)
+}
+
+/// `value` as an IMAP quoted string, appended to `out`: `"` and `\` escaped. The caller made
+/// sure it holds no CR, LF or NUL ([`login_argument`]).
+pub fn push_quoted(value: &[u8], out: &mut Hidden) {
+    out.0.reserve(value.len() + 2);
+    out.0.push(b'"');
+    for &b in value {
+        if matches!(b, b'"' | b'\\') {
+            out.0.push(b'\\');
+        }
+        out.0.push(b);
+    }
+    out.0.push(b'"');
+}
+
+/// SASL PLAIN's response (RFC 4616: `\0username\0password`, no authorization identity) in
+/// standard base64, as AUTHENTICATE carries it (RFC 4959 initial response, or the line after
+/// the server's `+`), appended to `out`.
+pub fn push_sasl_plain(username: &str, password: &str, out: &mut Hidden) -> Result<(), Unsendable> {
+    for (what, value) in [("username", username), ("password", password)] {
+        if value.contains('\0') {
+            return Err(Unsendable(format!(
+                "the {what} holds a NUL, which SASL PLAIN can't carry"
+            )));
+        }
+    }
+    let mut raw = Hidden::with_capacity(username.len() + password.len() + 2);
+    raw.push(b"\0");
+    raw.push(username.as_bytes());
+    raw.push(b"\0");
+    raw.push(password.as_bytes());
+    let start = out.0.len();
+    let len = base64::encoded_len(raw.0.len(), true).expect("a login fits in memory");
+    out.0.resize(start + len, 0);
+    general_purpose::STANDARD
+        .encode_slice(raw.bytes(), &mut out.0[start..])
+        .expect("the buffer holds the base64 of the response");
+    Ok(())
 }
 
 /// Flags as an APPEND flag list, e.g. `(\Seen \Flagged)`. A flag is `\` + atom or an atom
@@ -106,50 +197,19 @@ fn civil_from_days(days: i64) -> (i64, i64, i64) {
     (year, month, day)
 }
 
-const BASE64: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+/// Modified base64 of modified UTF-7 (RFC 3501 5.1.3): `,` for `/`, no padding. Decoding
+/// lets trailing bits pass, as a lenient reader of what servers send.
+const MBASE64: GeneralPurpose = GeneralPurpose::new(
+    &alphabet::IMAP_MUTF7,
+    general_purpose::NO_PAD.with_decode_allow_trailing_bits(true),
+);
 
-/// Standard base64 with padding (RFC 4648), as AUTHENTICATE carries SASL data.
-pub fn base64(bytes: &[u8]) -> String {
-    let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
-    for chunk in bytes.chunks(3) {
-        let b = [
-            chunk[0],
-            *chunk.get(1).unwrap_or(&0),
-            *chunk.get(2).unwrap_or(&0),
-        ];
-        let v = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
-        for i in 0..4 {
-            if i <= chunk.len() {
-                out.push(BASE64[((v >> (18 - 6 * i)) & 63) as usize] as char);
-            } else {
-                out.push('=');
-            }
-        }
-    }
-    out
-}
-
-/// Modified base64 of modified UTF-7: `,` for `/`, no padding.
 fn mbase64_encode(bytes: &[u8]) -> String {
-    base64(bytes).trim_end_matches('=').replace('/', ",")
+    MBASE64.encode(bytes)
 }
 
 fn mbase64_decode(text: &str) -> Option<Vec<u8>> {
-    let mut bits: u32 = 0;
-    let mut count = 0;
-    let mut out = Vec::new();
-    for c in text.bytes() {
-        let c = if c == b',' { b'/' } else { c };
-        let value = BASE64.iter().position(|&a| a == c)? as u32;
-        bits = (bits << 6) | value;
-        count += 6;
-        if count >= 8 {
-            count -= 8;
-            out.push((bits >> count) as u8);
-            bits &= (1 << count) - 1;
-        }
-    }
-    Some(out)
+    MBASE64.decode(text).ok()
 }
 
 /// A folder name in IMAP's modified UTF-7: printable ASCII as is (`&` as `&-`), every other
@@ -258,11 +318,52 @@ mod tests {
         }
     }
 
+    fn quoted_bytes(value: &str) -> Vec<u8> {
+        let mut out = Hidden::with_capacity(0);
+        push_quoted(value.as_bytes(), &mut out);
+        out.bytes().to_vec()
+    }
+
     #[test]
-    fn login_password_is_escaped_and_line_breaks_refused() {
-        assert_eq!(quoted_password_body("p\"a\\ss").unwrap(), "p\\\"a\\\\ss");
-        assert!(quoted_password_body("pa\r\nss").is_err());
-        assert!(quoted_password_body("pa\0ss").is_err());
+    fn login_arguments_are_quoted_or_literal_and_nul_refused() {
+        assert_eq!(
+            login_argument("password", "p\"a\\ss é"),
+            Ok(Carried::Quoted)
+        );
+        assert_eq!(quoted_bytes("p\"a\\ss é"), "\"p\\\"a\\\\ss é\"".as_bytes());
+        assert_eq!(login_argument("password", "pa\r\nss"), Ok(Carried::Literal));
+        assert_eq!(login_argument("password", "pa\nss"), Ok(Carried::Literal));
+        let refused = login_argument("password", "pa\0ss").unwrap_err();
+        assert!(
+            refused.0.contains("password") && refused.0.contains("NUL"),
+            "{refused:?}"
+        );
+    }
+
+    #[test]
+    fn sasl_plain_is_the_standard_base64_of_nul_user_nul_password() {
+        let mut out = Hidden::with_capacity(0);
+        out.push(b"L1 AUTHENTICATE PLAIN ");
+        push_sasl_plain("scanner", "pw-1234", &mut out).unwrap();
+        // base64("\0scanner\0pw-1234"), padded (RFC 4648), as RFC 4616 and 4959 have it.
+        assert_eq!(
+            out.bytes(),
+            b"L1 AUTHENTICATE PLAIN AHNjYW5uZXIAcHctMTIzNA=="
+        );
+        let mut out = Hidden::with_capacity(0);
+        push_sasl_plain("tim", "tanstaaftanstaaf", &mut out).unwrap();
+        // RFC 4616's example without its authorization identity.
+        assert_eq!(out.bytes(), b"AHRpbQB0YW5zdGFhZnRhbnN0YWFm");
+        let mut out = Hidden::with_capacity(0);
+        assert!(push_sasl_plain("a\0b", "pw", &mut out).is_err());
+        assert!(push_sasl_plain("a", "p\0w", &mut out).is_err());
+    }
+
+    #[test]
+    fn hidden_bytes_never_show() {
+        let mut hidden = Hidden::with_capacity(8);
+        hidden.push(b"hunter22");
+        assert_eq!(format!("{hidden:?}"), "<secret>");
     }
 
     #[test]
@@ -292,16 +393,15 @@ mod tests {
     }
 
     #[test]
-    fn base64_matches_the_rfc_4648_test_vectors() {
-        for (plain, encoded) in [
-            ("", ""),
-            ("f", "Zg=="),
-            ("fo", "Zm8="),
-            ("foo", "Zm9v"),
-            ("foob", "Zm9vYg=="),
-            ("foobar", "Zm9vYmFy"),
-        ] {
-            assert_eq!(base64(plain.as_bytes()), encoded);
-        }
+    fn modified_base64_uses_comma_and_no_padding() {
+        // U+FFFF U+FFFF U+FFFF: every 6-bit group is 63, which standard base64 writes as `/`.
+        assert_eq!(encode_mutf7("\u{ffff}\u{ffff}\u{ffff}"), "&,,,,,,,,-");
+        assert_eq!(decode_mutf7("&,,,,,,,,-"), "\u{ffff}\u{ffff}\u{ffff}");
+        // One UTF-16 unit: 16 bits in three characters, no `=`.
+        assert_eq!(encode_mutf7("é"), "&AOk-");
+        assert_eq!(decode_mutf7("&AOk-"), "é");
+        // Padding and the standard alphabet's `/` are not modified base64.
+        assert_eq!(decode_mutf7("&AOk=-"), "&AOk=-");
+        assert_eq!(decode_mutf7("&////-"), "&////-");
     }
 }
