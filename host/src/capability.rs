@@ -66,6 +66,28 @@ pub(crate) fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
     text
 }
 
+/// A capability call's first line: the gate's verdict on `scheme://host:port`
+/// ([`Gate::check`]), or on an `Endpoint`'s host and port. When the sender was not granted it,
+/// the call returns at once with its own `Denied` variant, before anything is read, resolved or
+/// opened.
+macro_rules! gate {
+    ($state:expr, $scheme:expr, $endpoint:expr, $denied:path) => {
+        if let Err(denied) = $state
+            .sender
+            .gate
+            .check($scheme, &$endpoint.host, $endpoint.port)
+        {
+            return Ok(Err($denied(denied.to_string())));
+        }
+    };
+    ($state:expr, $scheme:expr, $host:expr, $port:expr, $denied:path) => {
+        if let Err(denied) = $state.sender.gate.check($scheme, $host, $port) {
+            return Ok(Err($denied(denied.to_string())));
+        }
+    };
+}
+pub(crate) use gate;
+
 /// Everything about a sender that its capability calls need, built once when the sender loads.
 #[derive(Debug, Default)]
 pub struct SenderContext {
@@ -96,13 +118,33 @@ pub struct HostState {
     pub(crate) limits: StoreLimits,
     pub(crate) sender: Arc<SenderContext>,
     pub(crate) log: log::LogBudget,
-    /// Wall time this call spent in host I/O. Only platforms without a per-thread CPU clock
-    /// read it: their CPU limit is the call's elapsed time minus this (`runtime::cpu`).
-    pub(crate) host_io: std::time::Duration,
+    /// Wall time this call spent in host I/O ([`HostIo`]).
+    pub(crate) host_io: HostIo,
     /// What the plugin wrote to stderr (a Rust panic writes its message there).
     stderr: MemoryOutputPipe,
     /// What the host saw of the call's deliveries and waits ([`witness`]).
     pub(crate) witness: witness::Witness,
+}
+
+/// The wall time a call spent waiting on host I/O (a server, the network). Only platforms
+/// without a per-thread CPU clock read it: their CPU limit is the call's elapsed time minus this
+/// (`runtime::cpu`). Every capability call that waits goes through [`HostIo::wait`].
+#[derive(Debug, Default)]
+pub(crate) struct HostIo(std::time::Duration);
+
+impl HostIo {
+    /// Awaits `io`, counting its wall time.
+    pub(crate) async fn wait<F: Future>(&mut self, io: F) -> F::Output {
+        let started = std::time::Instant::now();
+        let output = io.await;
+        self.0 += started.elapsed();
+        output
+    }
+
+    #[cfg(any(not(unix), test))]
+    pub(crate) fn total(&self) -> std::time::Duration {
+        self.0
+    }
 }
 
 /// How much of a plugin's stderr is kept per call.
@@ -128,7 +170,7 @@ impl HostState {
                 .build(),
             sender,
             log: log::LogBudget::default(),
-            host_io: std::time::Duration::ZERO,
+            host_io: HostIo::default(),
             witness: witness::Witness::default(),
         }
     }

@@ -30,7 +30,7 @@ use reqwest::{Client, Url};
 use super::blobs::blob_bytes;
 use super::secrets::{Field, secret_value};
 use super::witness::Witness;
-use super::{HostState, SenderContext, error_chain};
+use super::{HostState, SenderContext, error_chain, gate};
 use crate::wit::http::{Body, Host, HttpError, Method, Request, Response, TextPart};
 
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
@@ -76,9 +76,7 @@ impl Host for HostState {
         };
         let (scheme, host, port) = origin_parts(&url);
         let server = format!("http {scheme}://{host}:{port}");
-        if let Err(denied) = self.sender.gate.check(scheme, &host, port) {
-            return Ok(Err(HttpError::Denied(denied.to_string())));
-        }
+        gate!(self, scheme, &host, port, HttpError::Denied);
         let prepared = match prepare(self, request, url)? {
             Ok(prepared) => prepared,
             Err(e) => return Ok(Err(e)),
@@ -87,11 +85,11 @@ impl Host for HostState {
             Ok(client) => client,
             Err(e) => return Ok(Err(e)),
         };
-        let started = Instant::now();
-        let waiting = self.witness.waiting_on(server);
-        let result = perform(&client, prepared, &self.sender.name, &self.witness).await;
-        drop(waiting);
-        self.host_io += started.elapsed();
+        let _waiting = self.witness.waiting_on(server);
+        let result = self
+            .host_io
+            .wait(perform(&client, prepared, &self.sender.name, &self.witness))
+            .await;
         Ok(result.map_err(scrubbed))
     }
 }
@@ -718,7 +716,7 @@ mod tests {
             request.starts_with("GET /v1.0/users/x?$select=id HTTP/1.1\r\n"),
             "{request}"
         );
-        assert!(state.host_io > Duration::ZERO);
+        assert!(state.host_io.total() > Duration::ZERO);
     }
 
     #[tokio::test]

@@ -46,13 +46,13 @@ mod wire;
 
 pub use session::ImapSession;
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use wasmtime::component::Resource;
 
 use super::blobs::MessageText;
 use super::secrets::secret_value;
-use super::{HostState, scrubbed};
+use super::{HostState, gate, scrubbed};
 use crate::wit::imap::{AppendError, AppendReport, Folder, Host, HostSession};
 use crate::wit::types::{Credentials, Endpoint, MessagePart, SendError};
 
@@ -72,31 +72,25 @@ impl HostSession for HostState {
         endpoint: Endpoint,
         credentials: Credentials,
     ) -> wasmtime::Result<Result<Resource<ImapSession>, SendError>> {
-        if let Err(denied) = self
-            .sender
-            .gate
-            .check("imap", &endpoint.host, endpoint.port)
-        {
-            return Ok(Err(SendError::Denied(denied.to_string())));
-        }
+        gate!(self, "imap", endpoint, SendError::Denied);
         let password = secret_value(self, &credentials.password)?;
         if let Err(refused) = self.sender.secret_uses.check_login(&password) {
             return Ok(Err(SendError::Denied(refused)));
         }
-        let started = Instant::now();
         let waiting = self
             .witness
             .waiting_on(format!("imap {}:{}", endpoint.host, endpoint.port));
-        let opened = login::open(
-            &self.sender,
-            &self.witness,
-            &endpoint,
-            &credentials.username,
-            &password,
-        )
-        .await;
+        let opened = self
+            .host_io
+            .wait(login::open(
+                &self.sender,
+                &self.witness,
+                &endpoint,
+                &credentials.username,
+                &password,
+            ))
+            .await;
         drop(waiting);
-        self.host_io += started.elapsed();
         match opened {
             Ok(session) => Ok(Ok(self.table.push(session)?)),
             Err(e) => Ok(Err(scrubbed(e))),
@@ -108,9 +102,7 @@ impl HostSession for HostState {
         session: Resource<ImapSession>,
     ) -> wasmtime::Result<Result<Vec<Folder>, SendError>> {
         let session = self.table.get_mut(&session)?;
-        let started = Instant::now();
-        let result = session.folders().await;
-        self.host_io += started.elapsed();
+        let result = self.host_io.wait(session.folders()).await;
         Ok(result
             .map(|mut folders| {
                 for folder in &mut folders {
@@ -127,9 +119,7 @@ impl HostSession for HostState {
         folder: String,
     ) -> wasmtime::Result<Result<u32, SendError>> {
         let session = self.table.get_mut(&session)?;
-        let started = Instant::now();
-        let result = session.examine(&folder).await;
-        self.host_io += started.elapsed();
+        let result = self.host_io.wait(session.examine(&folder)).await;
         Ok(result.map_err(scrubbed))
     }
 
@@ -139,9 +129,7 @@ impl HostSession for HostState {
         folder: String,
     ) -> wasmtime::Result<Result<(), SendError>> {
         let session = self.table.get_mut(&session)?;
-        let started = Instant::now();
-        let result = session.create(&folder).await;
-        self.host_io += started.elapsed();
+        let result = self.host_io.wait(session.create(&folder)).await;
         Ok(result.map_err(scrubbed))
     }
 
@@ -158,11 +146,10 @@ impl HostSession for HostState {
             return Ok(Err(AppendError::Failed(too_large)));
         }
         let session = self.table.get_mut(&session)?;
-        let started = Instant::now();
-        let result = session
-            .append(&folder, &flags, internal_date, &message)
+        let result = self
+            .host_io
+            .wait(session.append(&folder, &flags, internal_date, &message))
             .await;
-        self.host_io += started.elapsed();
         Ok(match result {
             Ok(mut report) => {
                 crate::secret::redact_in_place(&mut report.detail);
@@ -181,9 +168,7 @@ impl HostSession for HostState {
         session: Resource<ImapSession>,
     ) -> wasmtime::Result<Result<(), SendError>> {
         let session = self.table.get_mut(&session)?;
-        let started = Instant::now();
-        let result = session.logout().await;
-        self.host_io += started.elapsed();
+        let result = self.host_io.wait(session.logout()).await;
         Ok(result.map_err(scrubbed))
     }
 

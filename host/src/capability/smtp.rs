@@ -65,7 +65,7 @@ use lettre::transport::smtp::response::Response;
 use super::blobs::{MessageText, Pieces};
 use super::secrets::secret_value;
 use super::witness::{HandOver, Witness};
-use super::{HostState, SenderContext, error_chain, scrubbed, temporary};
+use super::{HostState, SenderContext, error_chain, gate, scrubbed, temporary};
 use crate::secret::Secret;
 use crate::wit::smtp::{Envelope, Host, SendReport};
 use crate::wit::types::{Credentials, Endpoint, MessagePart, RefusedRecipient, SendError, TlsMode};
@@ -78,13 +78,7 @@ impl Host for HostState {
         envelope: Envelope,
         message: Vec<MessagePart>,
     ) -> wasmtime::Result<Result<SendReport, SendError>> {
-        if let Err(denied) = self
-            .sender
-            .gate
-            .check("smtp", &endpoint.host, endpoint.port)
-        {
-            return Ok(Err(SendError::Denied(denied.to_string())));
-        }
+        gate!(self, "smtp", endpoint, SendError::Denied);
         let message = MessageText::from_parts(&self.table, message)?;
         if let Err(too_large) = message.check_size() {
             return Ok(Err(too_large));
@@ -93,21 +87,20 @@ impl Host for HostState {
             Ok(login) => login,
             Err(denied) => return Ok(Err(denied)),
         };
-        let started = std::time::Instant::now();
-        let waiting = self
+        let _waiting = self
             .witness
             .waiting_on(format!("smtp {}:{}", endpoint.host, endpoint.port));
-        let result = send(
-            &self.sender,
-            &self.witness,
-            &endpoint,
-            login.as_ref(),
-            &envelope,
-            &message,
-        )
-        .await;
-        drop(waiting);
-        self.host_io += started.elapsed();
+        let result = self
+            .host_io
+            .wait(send(
+                &self.sender,
+                &self.witness,
+                &endpoint,
+                login.as_ref(),
+                &envelope,
+                &message,
+            ))
+            .await;
         Ok(result.map(scrubbed_report).map_err(scrubbed))
     }
 
@@ -116,24 +109,18 @@ impl Host for HostState {
         endpoint: Endpoint,
         credentials: Option<Credentials>,
     ) -> wasmtime::Result<Result<String, SendError>> {
-        if let Err(denied) = self
-            .sender
-            .gate
-            .check("smtp", &endpoint.host, endpoint.port)
-        {
-            return Ok(Err(SendError::Denied(denied.to_string())));
-        }
+        gate!(self, "smtp", endpoint, SendError::Denied);
         let login = match login(self, credentials)? {
             Ok(login) => login,
             Err(denied) => return Ok(Err(denied)),
         };
-        let started = std::time::Instant::now();
-        let waiting = self
+        let _waiting = self
             .witness
             .waiting_on(format!("smtp {}:{}", endpoint.host, endpoint.port));
-        let result = verify(&self.sender, &endpoint, login.as_ref()).await;
-        drop(waiting);
-        self.host_io += started.elapsed();
+        let result = self
+            .host_io
+            .wait(verify(&self.sender, &endpoint, login.as_ref()))
+            .await;
         Ok(result
             .map(|line| crate::secret::redact(&line).into_owned())
             .map_err(scrubbed))

@@ -61,7 +61,10 @@ impl CallCpu {
         }
         #[cfg(not(unix))]
         {
-            self.0.started.elapsed().saturating_sub(state.host_io)
+            self.0
+                .started
+                .elapsed()
+                .saturating_sub(state.host_io.total())
         }
     }
 }
