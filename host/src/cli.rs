@@ -69,6 +69,19 @@ pub enum Command {
     Route(Box<SendArgs>),
 }
 
+impl Command {
+    /// Whether to print the result as JSON (`--json`): the one place the output format is
+    /// decided.
+    pub fn json(&self) -> bool {
+        match self {
+            Command::Plugins { json } | Command::Check { json } | Command::Test { json, .. } => {
+                *json
+            }
+            Command::Send(args) | Command::Route(args) => args.route.json,
+        }
+    }
+}
+
 /// What decides the sender: shared by `send` and `route`.
 #[derive(Debug, Args)]
 pub struct RouteArgs {

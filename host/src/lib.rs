@@ -17,6 +17,7 @@
 //! | [`dispatch`] | sending along a routing decision, with failover |
 //! | [`message`] | an email from flags or a JSON file: addresses, attachments, job context |
 //! | [`outcome`] | failure kinds and the exit codes they map to; a sent email's outcome |
+//! | [`report`] | what each command prints: one type per result, as `--json` and as text |
 //!
 //! docs/design.md has the map of which module may import which.
 
@@ -26,6 +27,7 @@ pub mod dispatch;
 pub mod gate;
 pub mod message;
 pub mod outcome;
+pub mod report;
 pub mod router;
 pub mod runtime;
 pub mod secret;
