@@ -4,8 +4,9 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
-use crate::message::{AttachmentSpec, Draft, JobDraft, event_name};
+use crate::message::{AttachmentSpec, Draft, JobDraft};
 use crate::outcome::{Failure, FailureKind};
+use crate::wit::event_name;
 use crate::wit::types::EventKind;
 
 /// Send the scanning product's email through sandboxed sender plugins (SMTP, Microsoft Graph,

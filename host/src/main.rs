@@ -11,7 +11,6 @@ use serde_json::Value;
 
 use scan2x_mail::cli::{Cli, Command, SendArgs};
 use scan2x_mail::dispatch;
-use scan2x_mail::message::event_name;
 use scan2x_mail::outcome::{self, Failure, FailureKind};
 use scan2x_mail::report::{
     AttemptReport, AttemptResult, CheckReport, CheckedSender, DefaultValue, ErrorReport, JobReport,
@@ -24,6 +23,7 @@ use scan2x_mail::secret;
 use scan2x_mail::senders::{self, Wanted};
 use scan2x_mail::settings::{PluginRef, Settings, SettingsErrors};
 use scan2x_mail::wit::WIT_VERSION;
+use scan2x_mail::wit::event_name;
 use scan2x_mail::wit::types::{SettingDefault, SettingKind};
 
 fn main() -> ExitCode {

@@ -9,6 +9,7 @@ use serde::Deserialize;
 
 use crate::outcome::{Failure, FailureKind};
 use crate::router::JobContext;
+use crate::wit::event_name;
 use crate::wit::types::{EventKind, Mailbox};
 
 /// One email, checked, as the host holds it while senders are tried. Each plugin call gets it as
@@ -391,15 +392,6 @@ pub fn given_message_id(text: &str) -> Result<String, Failure> {
              send, angle brackets optional)"
         ),
     ))
-}
-
-pub fn event_name(event: EventKind) -> &'static str {
-    match event {
-        EventKind::JobOutput => "job-output",
-        EventKind::SavedScanCopy => "saved-scan-copy",
-        EventKind::PinRequest => "pin-request",
-        EventKind::QueueNotification => "queue-notification",
-    }
 }
 
 #[cfg(test)]

@@ -13,8 +13,8 @@
 //! a send fails temporarily; a sender named by the caller is never replaced.
 //! The decision is pure data: `route` prints it, `send` follows it, nothing here does I/O.
 
-use crate::message::event_name;
 use crate::outcome::{Failure, FailureKind};
+use crate::wit::event_name;
 use crate::wit::types::EventKind;
 
 /// What the router needs to know of a sender.

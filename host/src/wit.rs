@@ -41,3 +41,14 @@ pub const WIT_VERSION: &str = wit_version!();
 
 /// The interface every plugin exports, with the package and its version.
 pub const EXPORT: &str = concat!("scan2x:mail/mail-sender@", wit_version!());
+
+/// An event's name as the settings file, the command line and `--json` spell it.
+pub fn event_name(event: types::EventKind) -> &'static str {
+    use types::EventKind;
+    match event {
+        EventKind::JobOutput => "job-output",
+        EventKind::SavedScanCopy => "saved-scan-copy",
+        EventKind::PinRequest => "pin-request",
+        EventKind::QueueNotification => "queue-notification",
+    }
+}
