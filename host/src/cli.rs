@@ -23,6 +23,11 @@ pub struct Cli {
     #[arg(long, global = true, value_name = "DIR")]
     pub cache_dir: Option<PathBuf>,
 
+    /// Where the outbox keeps queued emails (`submit`, `queue`) [default: $SCAN2X_MAIL_DATA_DIR,
+    /// else $XDG_DATA_HOME/scan2x-mail or ~/.local/share/scan2x-mail]
+    #[arg(long, global = true, value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+
     /// More log output on stderr (-v: info, -vv: debug, -vvv: trace); SCAN2X_MAIL_LOG takes a
     /// tracing filter instead
     #[arg(short, long, global = true, action = clap::ArgAction::Count)]
@@ -68,6 +73,100 @@ pub enum Command {
     /// Say which sender would carry an email, and why, without sending it (takes the same
     /// options as `send`; only the routing ones matter)
     Route(Box<SendArgs>),
+    /// Put one email in the outbox (checked as `send` checks it); exit 0 once it is durable.
+    /// `queue flush` or `queue run` delivers it
+    Submit(Box<SubmitArgs>),
+    /// The outbox: list, show, retry, hold, release, delete, flush, run
+    Queue {
+        #[command(subcommand)]
+        command: QueueCommand,
+    },
+}
+
+/// `submit`: everything `send` takes, and an idempotency key.
+#[derive(Debug, Args)]
+pub struct SubmitArgs {
+    #[command(flatten)]
+    pub send: SendArgs,
+
+    /// A key of the caller's: a second submit with the same key (and the same email) queues
+    /// nothing and answers with the first one's id; with another email it is a usage error
+    #[arg(long, value_name = "KEY")]
+    pub idempotency_key: Option<String>,
+}
+
+/// `queue …`: the outbox's commands, after Postfix's (`mailq`, `postqueue -f`, `postsuper`).
+#[derive(Debug, Subcommand)]
+pub enum QueueCommand {
+    /// List the emails in the outbox, oldest first (as `mailq`)
+    List {
+        /// Only the emails in this state: queued, sending, delivered, failed or held
+        #[arg(long, value_name = "STATE")]
+        state: Option<scan2x_mail_outbox::State>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// One email: what it is, its recipients' states, every attempt
+    Show {
+        id: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Try an email again now, with a fresh lifetime (recipients refused for good owed again);
+    /// with --failed, every failed email
+    Retry {
+        #[arg(required_unless_present = "failed", conflicts_with = "failed")]
+        id: Option<String>,
+        /// Every failed email
+        #[arg(long)]
+        failed: bool,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Park a queued email: it is not delivered until released (as `postsuper -h`)
+    Hold {
+        id: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Queue a held email again, due now (as `postsuper -H`)
+    Release {
+        id: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Remove an email and its attachments from the outbox (as `postsuper -d`)
+    Delete {
+        id: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Make every queued email due now and deliver them in the foreground (as `postqueue -f`);
+    /// one line per email on stderr, then a summary
+    Flush {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Deliver only the emails due now (what a service does on a timer)
+    Run {
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+impl QueueCommand {
+    pub fn json(&self) -> bool {
+        match self {
+            QueueCommand::List { json, .. }
+            | QueueCommand::Show { json, .. }
+            | QueueCommand::Retry { json, .. }
+            | QueueCommand::Hold { json, .. }
+            | QueueCommand::Release { json, .. }
+            | QueueCommand::Delete { json, .. }
+            | QueueCommand::Flush { json }
+            | QueueCommand::Run { json } => *json,
+        }
+    }
 }
 
 impl Command {
@@ -79,6 +178,8 @@ impl Command {
                 *json
             }
             Command::Send(args) | Command::Route(args) => args.route.json,
+            Command::Submit(args) => args.send.route.json,
+            Command::Queue { command } => command.json(),
         }
     }
 }

@@ -18,6 +18,7 @@
 //! | [`message`] | an email from flags or a JSON file: addresses, attachments, job context |
 //! | [`outcome`] | failure kinds and the exit codes they map to; a sent email's outcome |
 //! | [`report`] | what each command prints: one type per result, as `--json` and as text |
+//! | [`queue`] | the outbox used by the CLI: the data folder, `submit`'s hand-over, the deliverer |
 //!
 //! docs/design.md has the map of which module may import which.
 
@@ -27,6 +28,7 @@ pub mod dispatch;
 pub mod gate;
 pub mod message;
 pub mod outcome;
+pub mod queue;
 pub mod report;
 pub mod router;
 pub mod runtime;

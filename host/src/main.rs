@@ -9,15 +9,18 @@ use std::process::ExitCode;
 use clap::Parser;
 use serde_json::Value;
 
-use scan2x_mail::cli::{Cli, Command, SendArgs};
+use scan2x_mail::cli::{Cli, Command, QueueCommand, SendArgs, SubmitArgs};
 use scan2x_mail::dispatch;
 use scan2x_mail::outcome::{self, Failure, FailureKind};
+use scan2x_mail::queue::{self, Deliverer, decide, outbox_failure};
 use scan2x_mail::report::{
     AttemptReport, AttemptResult, CheckReport, CheckedSender, DefaultValue, ErrorReport, JobReport,
-    NotSentReport, PluginReport, PluginsReport, ReceiptReport, RefusedReport, Report, RouteReport,
-    SendReport, SettingReport, TestReport, VerdictReport,
+    NotSentReport, PluginReport, PluginsReport, QueueAttachment, QueueAttempt, QueueChangeReport,
+    QueueEntry, QueueListReport, QueueRecipient, QueueRunEmail, QueueRunReport, QueueShowReport,
+    ReceiptReport, RefusedReport, Report, RouteReport, SendReport, SettingReport, SubmitReport,
+    TestReport, VerdictReport,
 };
-use scan2x_mail::router::{self, Candidate, Decision, Request};
+use scan2x_mail::router::Request;
 use scan2x_mail::runtime::{Limits, Plugin, Runtime, Sender, cache};
 use scan2x_mail::secret;
 use scan2x_mail::senders::{self, Wanted};
@@ -25,6 +28,7 @@ use scan2x_mail::settings::{PluginRef, Settings, SettingsErrors};
 use scan2x_mail::wit::WIT_VERSION;
 use scan2x_mail::wit::event_name;
 use scan2x_mail::wit::types::{SettingDefault, SettingKind};
+use scan2x_mail_outbox::Outbox;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -200,6 +204,24 @@ impl App {
 
     /// Runs the command: its report, or the failure that stopped it.
     async fn run(&self, cli: Cli) -> Result<Report, Failure> {
+        let (config, explicit) = config_path(&cli);
+        // The outbox's own commands need no plugin runtime.
+        match cli.command {
+            Command::Submit(args) => {
+                let dir = queue::data_dir(cli.data_dir.as_deref())?;
+                return submit(&config, &dir, *args).map(Report::Submitted);
+            }
+            Command::Queue { command }
+                if !matches!(
+                    command,
+                    QueueCommand::Flush { .. } | QueueCommand::Run { .. }
+                ) =>
+            {
+                let dir = queue::data_dir(cli.data_dir.as_deref())?;
+                return queue_admin(&open_outbox(&dir)?, command);
+            }
+            _ => {}
+        }
         let cache_dir = cli
             .cache_dir
             .clone()
@@ -215,11 +237,6 @@ impl App {
                 format!("cannot start the plugin runtime: {e:#}"),
             )
         })?;
-        let (config, explicit) = match (&cli.config, std::env::var_os("SCAN2X_MAIL_CONFIG")) {
-            (Some(path), _) => (path.clone(), true),
-            (None, Some(path)) if !path.is_empty() => (PathBuf::from(path), true),
-            _ => (PathBuf::from("scan2x-mail.toml"), false),
-        };
         match cli.command {
             Command::Plugins { .. } => plugins(&runtime, &config, explicit)
                 .await
@@ -230,8 +247,245 @@ impl App {
                 .map(Report::Test),
             Command::Send(args) => send(&runtime, &config, *args).await,
             Command::Route(args) => route(&runtime, &config, *args).await.map(Report::Route),
+            Command::Queue { command } => {
+                let dir = queue::data_dir(cli.data_dir.as_deref())?;
+                let flush = matches!(command, QueueCommand::Flush { .. });
+                queue_deliver(&runtime, &config, &dir, flush)
+                    .await
+                    .map(Report::QueueRun)
+            }
+            Command::Submit(_) => unreachable!("handled before the runtime is made"),
         }
     }
+}
+
+/// The settings file: `--config`, else `$SCAN2X_MAIL_CONFIG`, else `./scan2x-mail.toml`; and
+/// whether it was named (then it must exist).
+fn config_path(cli: &Cli) -> (PathBuf, bool) {
+    match (&cli.config, std::env::var_os("SCAN2X_MAIL_CONFIG")) {
+        (Some(path), _) => (path.clone(), true),
+        (None, Some(path)) if !path.is_empty() => (PathBuf::from(path), true),
+        _ => (PathBuf::from("scan2x-mail.toml"), false),
+    }
+}
+
+fn open_outbox(dir: &std::path::Path) -> Result<Outbox, Failure> {
+    Outbox::open(dir).map_err(outbox_failure)
+}
+
+/// `submit`: the email checked as `send` checks it (addresses, subject, files: exit 4), the
+/// settings file read (exit 3), its Message-ID fixed, then handed to the outbox; returns once it
+/// is durable.
+fn submit(
+    config: &std::path::Path,
+    data_dir: &std::path::Path,
+    args: SubmitArgs,
+) -> Result<SubmitReport, Failure> {
+    let draft = args.send.draft()?;
+    let message_id = queue::submit_message_id(
+        draft.message_id.as_deref(),
+        args.idempotency_key.as_deref(),
+        data_dir,
+    )?;
+    let inner = message_id[1..message_id.len() - 1].to_string();
+    let prepared = scan2x_mail::message::Draft {
+        message_id: Some(inner),
+        ..draft.clone()
+    }
+    .prepare()?;
+    let settings = Settings::load(config).map_err(settings_failure)?;
+    if let Some(name) = &prepared.sender
+        && !settings.senders.iter().any(|s| &s.name == name)
+    {
+        let names: Vec<&str> = settings.senders.iter().map(|s| s.name.as_str()).collect();
+        return Err(Failure::new(
+            FailureKind::InvalidSettings,
+            format!(
+                "no sender named '{name}'; the settings file has: {}",
+                names.join(", ")
+            ),
+        ));
+    }
+    let submission =
+        queue::submission(&draft, &prepared, message_id, args.idempotency_key.clone())?;
+    drop(prepared);
+    let submitted = open_outbox(data_dir)?
+        .submit(submission)
+        .map_err(outbox_failure)?;
+    Ok(SubmitReport {
+        id: submitted.id,
+        message_id: bare_message_id(&submitted.message_id),
+        duplicate: submitted.duplicate,
+    })
+}
+
+/// A Message-ID without its angle brackets, as `send` prints it.
+fn bare_message_id(id: &str) -> String {
+    id.strip_prefix('<')
+        .and_then(|i| i.strip_suffix('>'))
+        .unwrap_or(id)
+        .to_string()
+}
+
+fn unix_ms(t: std::time::SystemTime) -> i64 {
+    t.duration_since(std::time::UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+        .unwrap_or(0)
+}
+
+fn queue_entry(s: &scan2x_mail_outbox::Summary) -> QueueEntry {
+    QueueEntry {
+        id: s.id.clone(),
+        message_id: bare_message_id(&s.message_id),
+        state: s.state.to_string(),
+        created_at: unix_ms(s.created_at),
+        next_attempt_at: unix_ms(s.next_attempt_at),
+        expires_at: unix_ms(s.expires_at),
+        attempts: s.attempts,
+        recipients_owed: s.recipients_owed,
+        pinned_sender: s.pinned_sender.clone(),
+        last_error: s.last_error.clone(),
+    }
+}
+
+/// `queue list`, `show`, `retry`, `hold`, `release`, `delete`: the outbox alone.
+fn queue_admin(outbox: &Outbox, command: QueueCommand) -> Result<Report, Failure> {
+    let change = |action, ids| Ok(Report::QueueChange(QueueChangeReport { action, ids }));
+    match command {
+        QueueCommand::List { state, .. } => {
+            let emails = outbox.list(state).map_err(outbox_failure)?;
+            Ok(Report::QueueList(QueueListReport {
+                emails: emails.iter().map(queue_entry).collect(),
+            }))
+        }
+        QueueCommand::Show { id, .. } => {
+            let d = outbox.show(&id).map_err(outbox_failure)?;
+            Ok(Report::QueueShow(Box::new(QueueShowReport {
+                entry: queue_entry(&d.summary),
+                email: d.payload,
+                attachments: d
+                    .attachments
+                    .iter()
+                    .map(|a| QueueAttachment {
+                        name: a.name.clone(),
+                        content_type: a.content_type.clone(),
+                        size: a.size,
+                        sha256: a.sha256.clone(),
+                    })
+                    .collect(),
+                recipients: d
+                    .recipients
+                    .iter()
+                    .map(|r| QueueRecipient {
+                        address: r.address.clone(),
+                        state: serde_json::to_value(r.state)
+                            .ok()
+                            .and_then(|v| v.as_str().map(str::to_string))
+                            .unwrap_or_default(),
+                        detail: r.detail.clone(),
+                    })
+                    .collect(),
+                attempts: d
+                    .attempts
+                    .iter()
+                    .map(|a| QueueAttempt {
+                        number: a.number,
+                        at: unix_ms(a.at),
+                        sender: a.sender.clone(),
+                        outcome: a.outcome.clone(),
+                        detail: a.detail.clone(),
+                        retry_after_secs: a.retry_after.map(|d| d.as_secs()),
+                    })
+                    .collect(),
+            })))
+        }
+        QueueCommand::Retry {
+            id: Some(id),
+            failed: false,
+            ..
+        } => {
+            outbox.retry(&id).map_err(outbox_failure)?;
+            change("retried", vec![id])
+        }
+        QueueCommand::Retry { .. } => {
+            let failed: Vec<String> = outbox
+                .list(Some(scan2x_mail_outbox::State::Failed))
+                .map_err(outbox_failure)?
+                .into_iter()
+                .map(|s| s.id)
+                .collect();
+            let n = outbox.retry_failed().map_err(outbox_failure)?;
+            // Another process may have changed one between the list and the retry.
+            change(
+                "retried",
+                failed.into_iter().take(n).collect::<Vec<String>>(),
+            )
+        }
+        QueueCommand::Hold { id, .. } => {
+            outbox.hold(&id).map_err(outbox_failure)?;
+            change("held", vec![id])
+        }
+        QueueCommand::Release { id, .. } => {
+            outbox.release(&id).map_err(outbox_failure)?;
+            change("released", vec![id])
+        }
+        QueueCommand::Delete { id, .. } => {
+            outbox.delete(&id).map_err(outbox_failure)?;
+            change("deleted", vec![id])
+        }
+        QueueCommand::Flush { .. } | QueueCommand::Run { .. } => Err(Failure::new(
+            FailureKind::Internal,
+            "queue flush and run need the plugin runtime",
+        )),
+    }
+}
+
+/// `queue flush` (everything queued made due now) and `queue run` (only what is due): each
+/// email delivered in the foreground, one line of progress on stderr per email.
+async fn queue_deliver(
+    runtime: &Runtime,
+    config: &std::path::Path,
+    data_dir: &std::path::Path,
+    flush: bool,
+) -> Result<QueueRunReport, Failure> {
+    let deliverer = Deliverer::new(runtime, config).await?;
+    // Each claim outlasts the longest delivery these senders can make.
+    let options = scan2x_mail_outbox::Options {
+        lease: deliverer.lease(),
+        ..Default::default()
+    };
+    let outbox = Outbox::open_with(
+        data_dir,
+        options,
+        std::sync::Arc::new(scan2x_mail_outbox::SystemClock),
+    )
+    .map_err(outbox_failure)?;
+    if flush {
+        outbox.make_all_due().map_err(outbox_failure)?;
+    }
+    let mut emails = Vec::new();
+    let counts = outbox
+        .flush(&deliverer, |done| {
+            let email = QueueRunEmail {
+                id: done.id.clone(),
+                message_id: bare_message_id(&done.message_id),
+                sender: done.sender.clone(),
+                outcome: done.outcome.to_string(),
+                state: done.state.to_string(),
+            };
+            eprintln!("{}", secret::redact(&email.to_string()));
+            emails.push(email);
+        })
+        .await
+        .map_err(outbox_failure)?;
+    Ok(QueueRunReport {
+        command: if flush { "flush" } else { "run" },
+        delivered: counts.delivered,
+        deferred: counts.deferred,
+        failed: counts.failed,
+        other: counts.other,
+        emails,
+    })
 }
 
 /// Loads the settings file and makes the senders `wanted` names (see [`senders::assemble`]);
@@ -353,23 +607,6 @@ async fn test(
         ok: true,
         detail,
     })
-}
-
-/// Routes an email: the decision, or the failure that explains why no sender may carry it.
-fn decide(senders: &[Sender], request: &Request<'_>) -> Result<Decision, Failure> {
-    let candidates: Vec<Candidate<'_>> = senders
-        .iter()
-        .map(|s| Candidate {
-            name: &s.settings.name,
-            plugin_id: &s.plugin.info.id,
-            speaks_smtp: s.plugin.speaks_smtp(),
-            preferred: s.settings.preferred,
-            allow_job_source: s.settings.allow_job_source,
-            allow_job_recipients: s.settings.allow_job_recipients,
-            events: &s.plugin.info.events,
-        })
-        .collect();
-    router::choose(&candidates, request)
 }
 
 async fn route(

@@ -5,7 +5,7 @@
 use std::path::{Path, PathBuf};
 
 use bytes::Bytes;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use crate::outcome::{Failure, FailureKind};
 use crate::router::JobContext;
@@ -42,7 +42,7 @@ pub struct Attachment {
 }
 
 /// An attachment to read: a path, with an optional name and type to use instead of the file's.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(untagged)]
 pub enum AttachmentSpec {
     Path(PathBuf),
@@ -56,7 +56,7 @@ pub enum AttachmentSpec {
 
 /// Everything a caller says about one email, from the command line, a `--message` JSON file, or
 /// both (lists add up; the command line's single values win).
-#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, rename_all = "snake_case")]
 pub struct Draft {
     /// `job-output`, `saved-scan-copy`, `pin-request` or `queue-notification`.
@@ -84,7 +84,7 @@ pub struct Draft {
 }
 
 /// The job an email comes from.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, rename_all = "snake_case")]
 pub struct JobDraft {
     pub name: Option<String>,
@@ -549,6 +549,31 @@ mod tests {
             assert!(!e.message.contains("  "), "{e:?}");
         }
         assert!(given_message_id(&format!("{}@c", "a".repeat(300))).is_err());
+    }
+
+    #[test]
+    fn a_draft_comes_back_from_its_json_as_it_was() {
+        let draft = Draft {
+            event: Some("pin-request".into()),
+            to: vec!["Ann <a@example.com>".into()],
+            subject: Some("PIN".into()),
+            attachments: vec![
+                AttachmentSpec::Path("scan.pdf".into()),
+                AttachmentSpec::Detailed {
+                    path: "p.pdf".into(),
+                    filename: Some("Invoice.pdf".into()),
+                    content_type: None,
+                },
+            ],
+            job: Some(JobDraft {
+                name: Some("Invoices".into()),
+                source_sender: None,
+                recipients: vec!["team@example.com".into()],
+            }),
+            ..Draft::default()
+        };
+        let json = serde_json::to_value(&draft).unwrap();
+        assert_eq!(serde_json::from_value::<Draft>(json).unwrap(), draft);
     }
 
     #[test]

@@ -25,6 +25,16 @@ pub enum Report {
     Sent(Box<SendReport>),
     /// `send`: no sender took the email.
     NotSent(NotSentReport),
+    /// `submit`: the email is in the outbox.
+    Submitted(SubmitReport),
+    /// `queue list`.
+    QueueList(QueueListReport),
+    /// `queue show ID`.
+    QueueShow(Box<QueueShowReport>),
+    /// `queue flush`, `queue run`.
+    QueueRun(QueueRunReport),
+    /// `queue retry`, `hold`, `release`, `delete`.
+    QueueChange(QueueChangeReport),
 }
 
 impl Report {
@@ -34,7 +44,15 @@ impl Report {
         match self {
             Report::Sent(sent) => sent.partly.clone(),
             Report::NotSent(not_sent) => Some(not_sent.failure()),
-            Report::Plugins(_) | Report::Check(_) | Report::Test(_) | Report::Route(_) => None,
+            Report::Plugins(_)
+            | Report::Check(_)
+            | Report::Test(_)
+            | Report::Route(_)
+            | Report::Submitted(_)
+            | Report::QueueList(_)
+            | Report::QueueShow(_)
+            | Report::QueueRun(_)
+            | Report::QueueChange(_) => None,
         }
     }
 }
@@ -48,6 +66,11 @@ impl fmt::Display for Report {
             Report::Route(r) => r.fmt(f),
             Report::Sent(r) => r.fmt(f),
             Report::NotSent(r) => r.fmt(f),
+            Report::Submitted(r) => r.fmt(f),
+            Report::QueueList(r) => r.fmt(f),
+            Report::QueueShow(r) => r.fmt(f),
+            Report::QueueRun(r) => r.fmt(f),
+            Report::QueueChange(r) => r.fmt(f),
         }
     }
 }
@@ -496,6 +519,308 @@ impl fmt::Display for NotSentReport {
             write!(f, "\nmessage-id: <{}>", self.message_id)?;
         }
         Ok(())
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// the outbox: submit and queue
+
+/// A time as the outbox's reports give it: JSON, milliseconds since the Unix epoch (UTC); text,
+/// `2026-01-01 00:00:00Z` ([`utc`]).
+pub type UnixMs = i64;
+
+/// `unix_ms` as `YYYY-MM-DD HH:MM:SSZ` (UTC, whole seconds).
+pub fn utc(unix_ms: UnixMs) -> String {
+    let secs = unix_ms.div_euclid(1000);
+    let (days, rest) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
+    // Howard Hinnant's days-to-civil.
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02} {:02}:{:02}:{:02}Z",
+        rest / 3600,
+        rest % 3600 / 60,
+        rest % 60
+    )
+}
+
+/// `submit`: the email is durable in the outbox.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct SubmitReport {
+    /// The outbox's id for the email (`queue show ID`).
+    pub id: String,
+    /// Without angle brackets, as `send` prints it.
+    pub message_id: String,
+    /// True when the idempotency key was used before: `id` is the first submit's, nothing new
+    /// was queued.
+    pub duplicate: bool,
+}
+
+impl fmt::Display for SubmitReport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "queued {} <{}>", self.id, self.message_id)?;
+        if self.duplicate {
+            f.write_str(" (already queued: idempotency key reused)")?;
+        }
+        Ok(())
+    }
+}
+
+/// One email of `queue list`.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct QueueEntry {
+    pub id: String,
+    /// Without angle brackets.
+    pub message_id: String,
+    /// `queued`, `sending`, `delivered`, `failed` or `held`.
+    pub state: String,
+    pub created_at: UnixMs,
+    /// When a queued email is next due.
+    pub next_attempt_at: UnixMs,
+    /// When it is given up (`failed`) if not delivered.
+    pub expires_at: UnixMs,
+    pub attempts: u32,
+    pub recipients_owed: u32,
+    /// The only sender that may carry it (after an uncertain outcome).
+    pub pinned_sender: Option<String>,
+    pub last_error: Option<String>,
+}
+
+/// `queue list`: JSON, the array of emails.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(transparent)]
+pub struct QueueListReport {
+    pub emails: Vec<QueueEntry>,
+}
+
+impl fmt::Display for QueueListReport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.emails.is_empty() {
+            return f.write_str("the outbox is empty");
+        }
+        let mut rows = vec![
+            [
+                "ID",
+                "STATE",
+                "ATTEMPTS",
+                "OWED",
+                "NEXT ATTEMPT",
+                "MESSAGE-ID",
+            ]
+            .map(String::from),
+        ];
+        rows.extend(self.emails.iter().map(|e| {
+            [
+                e.id.clone(),
+                e.state.clone(),
+                e.attempts.to_string(),
+                e.recipients_owed.to_string(),
+                if e.state == "queued" {
+                    utc(e.next_attempt_at)
+                } else {
+                    "-".into()
+                },
+                format!("<{}>", e.message_id),
+            ]
+        }));
+        f.write_str(&table("", &rows))?;
+        for e in self.emails.iter().filter(|e| e.state != "delivered") {
+            if let Some(error) = &e.last_error {
+                write!(f, "\n{}: {error}", e.id)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A recipient of `queue show`.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct QueueRecipient {
+    pub address: String,
+    /// `owed`, `accepted` or `refused` (for good).
+    pub state: String,
+    /// The last thing a server said about it.
+    pub detail: Option<String>,
+}
+
+/// An attachment of `queue show`, as the spool holds it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct QueueAttachment {
+    pub name: String,
+    pub content_type: String,
+    pub size: u64,
+    pub sha256: String,
+}
+
+/// An attempt of `queue show`.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct QueueAttempt {
+    pub number: u32,
+    pub at: UnixMs,
+    /// Empty for `interrupted` and for a failure before any sender was chosen.
+    pub sender: String,
+    /// `delivered`, `temporary`, `permanent`, `uncertain` or `interrupted`.
+    pub outcome: String,
+    pub detail: String,
+    /// The wait the server asked for.
+    pub retry_after_secs: Option<u64>,
+}
+
+/// `queue show ID`: the email, its recipients, every attempt.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct QueueShowReport {
+    #[serde(flatten)]
+    pub entry: QueueEntry,
+    /// The email as submitted (the `--message` JSON's fields), without its attachments.
+    pub email: serde_json::Value,
+    pub attachments: Vec<QueueAttachment>,
+    pub recipients: Vec<QueueRecipient>,
+    pub attempts: Vec<QueueAttempt>,
+}
+
+impl fmt::Display for QueueShowReport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let e = &self.entry;
+        writeln!(f, "{} <{}>: {}", e.id, e.message_id, e.state)?;
+        if let Some(subject) = self.email.get("subject").and_then(|s| s.as_str()) {
+            writeln!(f, "  subject: {subject}")?;
+        }
+        writeln!(f, "  submitted: {}", utc(e.created_at))?;
+        if e.state == "queued" {
+            writeln!(f, "  next attempt not before: {}", utc(e.next_attempt_at))?;
+        }
+        if matches!(e.state.as_str(), "queued" | "held" | "sending") {
+            writeln!(f, "  gives up at: {}", utc(e.expires_at))?;
+        }
+        if let Some(sender) = &e.pinned_sender {
+            writeln!(f, "  pinned to: {sender} (after an uncertain outcome)")?;
+        }
+        for a in &self.attachments {
+            writeln!(
+                f,
+                "  attachment: {} ({}, {} bytes)",
+                a.name, a.content_type, a.size
+            )?;
+        }
+        f.write_str("  recipients:")?;
+        for r in &self.recipients {
+            write!(f, "\n    {} {}", r.state, r.address)?;
+            if let Some(detail) = r.detail.as_deref().filter(|d| !d.is_empty()) {
+                write!(f, " ({detail})")?;
+            }
+        }
+        if self.attempts.is_empty() {
+            f.write_str("\n  attempts: none yet")?;
+        } else {
+            f.write_str("\n  attempts:")?;
+            for a in &self.attempts {
+                let sender = if a.sender.is_empty() { "-" } else { &a.sender };
+                write!(
+                    f,
+                    "\n    {}. {} {} {}: {}",
+                    a.number,
+                    utc(a.at),
+                    sender,
+                    a.outcome,
+                    a.detail
+                )?;
+                if let Some(secs) = a.retry_after_secs {
+                    write!(f, " (the server asked to wait {secs} s)")?;
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// One email a flush or run handled.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct QueueRunEmail {
+    pub id: String,
+    pub message_id: String,
+    /// The sender of the attempt's last try (empty when none was chosen).
+    pub sender: String,
+    /// `delivered`, `temporary`, `permanent` or `uncertain`.
+    pub outcome: String,
+    /// The email's state after it.
+    pub state: String,
+}
+
+impl fmt::Display for QueueRunEmail {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let sender = if self.sender.is_empty() {
+            "-"
+        } else {
+            &self.sender
+        };
+        write!(
+            f,
+            "{} <{}>: {} via {sender}: now {}",
+            self.id, self.message_id, self.outcome, self.state
+        )
+    }
+}
+
+/// `queue flush`, `queue run`: what was delivered, queued again, failed.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct QueueRunReport {
+    /// `flush` or `run` (text only).
+    #[serde(skip)]
+    pub command: &'static str,
+    pub delivered: usize,
+    /// Queued again for a later attempt.
+    pub deferred: usize,
+    pub failed: usize,
+    /// Held or changed by someone else during the attempt.
+    pub other: usize,
+    pub emails: Vec<QueueRunEmail>,
+}
+
+impl fmt::Display for QueueRunReport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.emails.is_empty() {
+            return write!(f, "queue {}: nothing was due", self.command);
+        }
+        write!(
+            f,
+            "queue {}: {} delivered, {} queued again, {} failed",
+            self.command, self.delivered, self.deferred, self.failed
+        )?;
+        if self.other > 0 {
+            write!(f, ", {} changed meanwhile", self.other)?;
+        }
+        Ok(())
+    }
+}
+
+/// `queue retry`, `hold`, `release`, `delete`: what was changed.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct QueueChangeReport {
+    /// `retried`, `held`, `released` or `deleted`.
+    pub action: &'static str,
+    pub ids: Vec<String>,
+}
+
+impl fmt::Display for QueueChangeReport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.ids.as_slice() {
+            [] => write!(f, "nothing to do: no email was {}", self.action),
+            [id] => write!(f, "{} {id}", self.action),
+            ids => write!(
+                f,
+                "{} {} emails: {}",
+                self.action,
+                ids.len(),
+                ids.join(", ")
+            ),
+        }
     }
 }
 
@@ -1067,6 +1392,197 @@ sent through 'backup' (smtp; chosen: the preferred sender)
             ErrorReport::from(&Failure::new(FailureKind::Internal, "")).to_string(),
             ""
         );
+    }
+
+    fn entry(state: &str) -> QueueEntry {
+        QueueEntry {
+            id: "e1".into(),
+            message_id: "m1@scan2x-mail".into(),
+            state: state.into(),
+            created_at: 1_767_225_600_000,
+            next_attempt_at: 1_767_225_900_000,
+            expires_at: 1_767_657_600_000,
+            attempts: 1,
+            recipients_owed: 1,
+            pinned_sender: None,
+            last_error: Some("temporary from \"relay\": connection refused".into()),
+        }
+    }
+
+    #[test]
+    fn times_are_utc_text() {
+        assert_eq!(utc(0), "1970-01-01 00:00:00Z");
+        assert_eq!(utc(1_767_225_600_000), "2026-01-01 00:00:00Z");
+        assert_eq!(utc(951_827_696_999), "2000-02-29 12:34:56Z");
+    }
+
+    #[test]
+    fn submit_json_and_text() {
+        let mut report = SubmitReport {
+            id: "e1".into(),
+            message_id: "m1@scan2x-mail".into(),
+            duplicate: false,
+        };
+        assert_eq!(
+            to_json(&report),
+            json!({ "id": "e1", "message_id": "m1@scan2x-mail", "duplicate": false })
+        );
+        assert_eq!(report.to_string(), "queued e1 <m1@scan2x-mail>");
+        report.duplicate = true;
+        assert_eq!(
+            report.to_string(),
+            "queued e1 <m1@scan2x-mail> (already queued: idempotency key reused)"
+        );
+    }
+
+    #[test]
+    fn queue_list_json_is_the_array_and_text_a_table() {
+        let report = QueueListReport {
+            emails: vec![entry("queued")],
+        };
+        assert_eq!(
+            to_json(&report),
+            json!([{
+                "id": "e1",
+                "message_id": "m1@scan2x-mail",
+                "state": "queued",
+                "created_at": 1_767_225_600_000_i64,
+                "next_attempt_at": 1_767_225_900_000_i64,
+                "expires_at": 1_767_657_600_000_i64,
+                "attempts": 1,
+                "recipients_owed": 1,
+                "pinned_sender": null,
+                "last_error": "temporary from \"relay\": connection refused",
+            }])
+        );
+        assert_eq!(
+            report.to_string(),
+            "ID  STATE   ATTEMPTS  OWED  NEXT ATTEMPT          MESSAGE-ID\n\
+             e1  queued  1         1     2026-01-01 00:05:00Z  <m1@scan2x-mail>\n\
+             e1: temporary from \"relay\": connection refused"
+        );
+        assert_eq!(
+            QueueListReport { emails: vec![] }.to_string(),
+            "the outbox is empty"
+        );
+    }
+
+    #[test]
+    fn queue_show_json_flattens_the_entry_and_lists_every_attempt() {
+        let report = QueueShowReport {
+            entry: entry("queued"),
+            email: json!({ "subject": "Scan", "to": ["a@example.test"] }),
+            attachments: vec![QueueAttachment {
+                name: "scan.pdf".into(),
+                content_type: "application/pdf".into(),
+                size: 4,
+                sha256: "ab".into(),
+            }],
+            recipients: vec![QueueRecipient {
+                address: "a@example.test".into(),
+                state: "owed".into(),
+                detail: None,
+            }],
+            attempts: vec![QueueAttempt {
+                number: 1,
+                at: 1_767_225_600_000,
+                sender: "office365".into(),
+                outcome: "temporary".into(),
+                detail: "temporary: 429".into(),
+                retry_after_secs: Some(900),
+            }],
+        };
+        let j = to_json(&report);
+        assert_eq!(j["id"], "e1");
+        assert_eq!(j["state"], "queued");
+        assert_eq!(j["next_attempt_at"], 1_767_225_900_000_i64);
+        assert_eq!(j["email"]["subject"], "Scan");
+        assert_eq!(
+            j["attachments"],
+            json!([{ "name": "scan.pdf", "content_type": "application/pdf", "size": 4, "sha256": "ab" }])
+        );
+        assert_eq!(
+            j["recipients"],
+            json!([{ "address": "a@example.test", "state": "owed", "detail": null }])
+        );
+        assert_eq!(
+            j["attempts"],
+            json!([{
+                "number": 1,
+                "at": 1_767_225_600_000_i64,
+                "sender": "office365",
+                "outcome": "temporary",
+                "detail": "temporary: 429",
+                "retry_after_secs": 900,
+            }])
+        );
+        assert_eq!(
+            report.to_string(),
+            "e1 <m1@scan2x-mail>: queued\n  subject: Scan\n  submitted: 2026-01-01 00:00:00Z\n  \
+             next attempt not before: 2026-01-01 00:05:00Z\n  gives up at: 2026-01-06 00:00:00Z\n  \
+             attachment: scan.pdf (application/pdf, 4 bytes)\n  recipients:\n    owed a@example.test\n  \
+             attempts:\n    1. 2026-01-01 00:00:00Z office365 temporary: temporary: 429 \
+             (the server asked to wait 900 s)"
+        );
+    }
+
+    #[test]
+    fn queue_run_json_counts_and_lists_the_emails() {
+        let email = QueueRunEmail {
+            id: "e1".into(),
+            message_id: "m1@scan2x-mail".into(),
+            sender: "relay".into(),
+            outcome: "delivered".into(),
+            state: "delivered".into(),
+        };
+        let report = QueueRunReport {
+            command: "flush",
+            delivered: 1,
+            deferred: 0,
+            failed: 0,
+            other: 0,
+            emails: vec![email.clone()],
+        };
+        assert_eq!(
+            to_json(&report),
+            json!({
+                "delivered": 1, "deferred": 0, "failed": 0, "other": 0,
+                "emails": [{ "id": "e1", "message_id": "m1@scan2x-mail", "sender": "relay",
+                             "outcome": "delivered", "state": "delivered" }],
+            })
+        );
+        assert_eq!(
+            report.to_string(),
+            "queue flush: 1 delivered, 0 queued again, 0 failed"
+        );
+        assert_eq!(
+            email.to_string(),
+            "e1 <m1@scan2x-mail>: delivered via relay: now delivered"
+        );
+        let empty = QueueRunReport {
+            command: "run",
+            delivered: 0,
+            deferred: 0,
+            failed: 0,
+            other: 0,
+            emails: vec![],
+        };
+        assert_eq!(empty.to_string(), "queue run: nothing was due");
+    }
+
+    #[test]
+    fn queue_change_json_and_text() {
+        let report = QueueChangeReport {
+            action: "held",
+            ids: vec!["e1".into()],
+        };
+        assert_eq!(to_json(&report), json!({ "action": "held", "ids": ["e1"] }));
+        assert_eq!(report.to_string(), "held e1");
+        let none = QueueChangeReport {
+            action: "retried",
+            ids: vec![],
+        };
+        assert_eq!(none.to_string(), "nothing to do: no email was retried");
     }
 
     #[test]

@@ -11,6 +11,20 @@ pub struct Attempt {
     /// Per-recipient verdicts. After `Delivered`, an owed recipient not listed here counts as
     /// accepted; after any other outcome, as still owed.
     pub recipients: Vec<RecipientResult>,
+    /// Senders tried before the one `outcome` names, in order, each failing temporarily (the
+    /// deliverer's failover). Each is recorded as a `temporary` attempt row before the final
+    /// one; they do not advance the backoff (one delivery, one failure counted at most).
+    pub passed_over: Vec<PassedOver>,
+}
+
+/// A sender tried and passed over in one delivery (failover): it failed temporarily and the
+/// next sender was tried at once.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PassedOver {
+    pub sender: String,
+    /// The server's words (redacted by the caller).
+    pub detail: String,
+    pub retry_after: Option<Duration>,
 }
 
 /// How an attempt ended. `sender` is the sender that carried (or tried) it; `detail` is the
@@ -86,6 +100,7 @@ impl Attempt {
         Self {
             outcome,
             recipients: Vec::new(),
+            passed_over: Vec::new(),
         }
     }
 
@@ -120,6 +135,21 @@ impl Attempt {
             sender: sender.into(),
             detail: detail.into(),
         })
+    }
+
+    /// Adds a sender tried before this attempt's own, which failed temporarily (failover).
+    pub fn after_passing_over(
+        mut self,
+        sender: impl Into<String>,
+        detail: impl Into<String>,
+        retry_after: Option<Duration>,
+    ) -> Self {
+        self.passed_over.push(PassedOver {
+            sender: sender.into(),
+            detail: detail.into(),
+            retry_after,
+        });
+        self
     }
 
     /// Adds one recipient's verdict.

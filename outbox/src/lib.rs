@@ -58,7 +58,9 @@
 //!   then delivered once; the only window for a duplicate is between a server's final
 //!   acceptance and the commit that records it.
 //!
-//! Every attempt is a row: time, sender, outcome, detail, Retry-After. The detail is stored as
+//! Every attempt is a row: time, sender, outcome, detail, Retry-After; senders a failover passed
+//! over in the same delivery ([`Attempt::passed_over`]) are `temporary` rows before it, counted
+//! once in the backoff. The detail is stored as
 //! the caller gives it (cut at 4000 characters): **the caller redacts it** (the host's redactor)
 //! before it reaches the outbox.
 //!
@@ -83,7 +85,8 @@
 //! later with `FOR UPDATE SKIP LOCKED`.
 //!
 //! Not here yet: per-sender limits (concurrent deliveries, `max_per_minute`), concurrent
-//! deliveries in `flush`, a PostgreSQL backend, the CLI and `serve` integration.
+//! deliveries in `flush`, a PostgreSQL backend, `serve` (the CLI's `submit` and `queue` use it:
+//! the host's `queue` module).
 
 mod attempt;
 mod clock;
@@ -95,7 +98,7 @@ mod schema;
 mod spool;
 mod store;
 
-pub use attempt::{Attempt, Outcome, RecipientResult, RecipientVerdict};
+pub use attempt::{Attempt, Outcome, PassedOver, RecipientResult, RecipientVerdict};
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use deliver::{Deliver, FlushReport, Flushed};
 pub use error::OutboxError;

@@ -320,6 +320,11 @@ impl Outbox {
                 Outcome::Temporary { retry_after, .. } => *retry_after,
                 _ => None,
             };
+            // Senders a failover passed over come first, as the temporary attempts they were;
+            // they do not count as failures of their own (the delivery counts once).
+            for p in &attempt.passed_over {
+                tx.append_attempt(id, now, &p.sender, "temporary", &p.detail, p.retry_after)?;
+            }
             tx.append_attempt(id, now, outcome.sender(), outcome.kind(), outcome.detail(), retry_after)?;
 
             let mut refused_for_now = HashSet::new();

@@ -323,6 +323,79 @@ fn a_retry_after_longer_than_the_backoff_is_the_floor() {
 }
 
 #[test]
+fn senders_a_failover_passed_over_are_recorded_before_the_final_attempt_and_counted_once() {
+    let env = Env::new();
+    let outbox = env.open();
+    let id = outbox.submit(email(&["a@example.test"])).unwrap().id;
+    claim_one(&outbox);
+    // every sender failed for now: three rows, one failure for the backoff (5 min, not 15)
+    let state = outbox
+        .record(
+            &id,
+            Attempt::temporary("backup", "connection refused", None)
+                .after_passing_over("relay", "421 busy", Some(Duration::from_secs(60)))
+                .after_passing_over("office", "timed out", None),
+        )
+        .unwrap();
+    assert_eq!(state, State::Queued);
+    let detail = outbox.show(&id).unwrap();
+    let rows: Vec<(u32, &str, &str, &str)> = detail
+        .attempts
+        .iter()
+        .map(|a| {
+            (
+                a.number,
+                a.sender.as_str(),
+                a.outcome.as_str(),
+                a.detail.as_str(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        rows,
+        [
+            (1, "relay", "temporary", "421 busy"),
+            (2, "office", "temporary", "timed out"),
+            (3, "backup", "temporary", "connection refused"),
+        ]
+    );
+    assert_eq!(
+        detail.attempts[0].retry_after,
+        Some(Duration::from_secs(60))
+    );
+    assert_eq!(
+        detail
+            .summary
+            .next_attempt_at
+            .duration_since(env.now())
+            .unwrap(),
+        5 * MIN,
+        "the passed-over senders do not advance the backoff"
+    );
+    // the next delivery passes over the first sender again and the second takes it
+    env.clock.advance(5 * MIN);
+    claim_one(&outbox);
+    let state = outbox
+        .record(
+            &id,
+            Attempt::delivered("backup", "250 OK").after_passing_over("relay", "421 busy", None),
+        )
+        .unwrap();
+    assert_eq!(state, State::Delivered);
+    let detail = outbox.show(&id).unwrap();
+    let outcomes: Vec<(&str, &str)> = detail
+        .attempts
+        .iter()
+        .map(|a| (a.sender.as_str(), a.outcome.as_str()))
+        .collect();
+    assert_eq!(
+        outcomes[3..],
+        [("relay", "temporary"), ("backup", "delivered")]
+    );
+    assert_eq!(detail.summary.attempts, 5);
+}
+
+#[test]
 fn past_its_lifetime_a_temporary_failure_is_failed() {
     let env = Env::new();
     let outbox = env.open();

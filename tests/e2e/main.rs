@@ -21,6 +21,7 @@
 //! | [`faults`] | one fault per mode: each refusal at each step and its exit code; a lost answer after the whole message is `uncertain` and never failed over; recipients refused for now or for good; the call limit while waiting |
 //! | [`vendor`] | a vendor's plugin as a file (the SendGrid example) used by the same binary; a built-in replaced by a file |
 //! | [`stand_ins`] | the Graph and SendGrid stand-ins refuse what Microsoft and SendGrid refuse: one test a rule, status and error asserted |
+//! | [`queue`] | the outbox: `submit`, then `queue run`/`flush` to the real servers — a server down then back, 5xx failed at once, 4xx then 250, failover with both attempts recorded, an idempotency key repeated, a bad email refused at submit, an attachment deleted after submit, a Graph Retry-After honoured, an uncertain email pinned to its sender |
 //! | [`routing`] | which sender carries each email (preferred, job options, events), failover, `route` |
 //!
 //! One test binary with submodules, so the binary is built once. Tests must never talk to
@@ -39,6 +40,7 @@ mod imap_faults;
 mod leaks;
 mod limits;
 mod plugins;
+mod queue;
 mod routing;
 mod sandbox;
 mod secrets;

@@ -36,6 +36,7 @@ pub const RUN_TIMEOUT: Duration = Duration::from_secs(120);
 const CLEARED_ENV: &[&str] = &[
     "SCAN2X_MAIL_CONFIG",
     "SCAN2X_MAIL_CACHE_DIR",
+    "SCAN2X_MAIL_DATA_DIR",
     "SCAN2X_MAIL_LOG",
     "SMTP_PASSWORD",
     "RUST_LOG",
