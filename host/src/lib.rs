@@ -16,6 +16,7 @@
 //! | [`router`] | which sender carries an email, and why |
 //! | [`dispatch`] | sending along a routing decision, with failover |
 //! | [`message`] | an email from flags or a JSON file: addresses, attachments, job context |
+//! | [`civil`] | the one date arithmetic: Unix seconds as a UTC date and time |
 //! | [`outcome`] | failure kinds and the exit codes they map to; a sent email's outcome |
 //! | [`report`] | what each command prints: one type per result, as `--json` and as text |
 //! | [`queue`] | the outbox used by the CLI: the data folder, `submit`'s hand-over, the deliverer |
@@ -23,6 +24,7 @@
 //! docs/design.md has the map of which module may import which.
 
 pub mod capability;
+pub mod civil;
 pub mod cli;
 pub mod dispatch;
 pub mod gate;

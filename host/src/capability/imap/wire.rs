@@ -165,36 +165,21 @@ pub fn date_time(unix_secs: i64) -> Result<String, Unsendable> {
     const MONTHS: [&str; 12] = [
         "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
     ];
-    let days = unix_secs.div_euclid(86_400);
-    let secs = unix_secs.rem_euclid(86_400);
-    let (year, month, day) = civil_from_days(days);
-    if !(1..=9999).contains(&year) {
+    let at = crate::civil::Civil::from_unix(unix_secs);
+    if !(1..=9999).contains(&at.year) {
         return Err(Unsendable(format!(
             "{unix_secs} s is not a date IMAP can carry"
         )));
     }
     Ok(format!(
-        "\"{day:02}-{}-{year:04} {:02}:{:02}:{:02} +0000\"",
-        MONTHS[(month - 1) as usize],
-        secs / 3600,
-        secs % 3600 / 60,
-        secs % 60
+        "\"{:02}-{}-{:04} {:02}:{:02}:{:02} +0000\"",
+        at.day,
+        MONTHS[(at.month - 1) as usize],
+        at.year,
+        at.hour,
+        at.minute,
+        at.second
     ))
-}
-
-/// (year, month 1..=12, day 1..=31) of a day count since 1970-01-01 (Howard Hinnant's
-/// `civil_from_days`).
-fn civil_from_days(days: i64) -> (i64, i64, i64) {
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    (year, month, day)
 }
 
 /// Modified base64 of modified UTF-7 (RFC 3501 5.1.3): `,` for `/`, no padding. Decoding
