@@ -722,24 +722,23 @@ impl Tx<'_> {
     }
 
     fn ids_in(&self, state: State) -> Result<Vec<String>> {
-        let mut stmt = self
-            .tx
-            .prepare("SELECT id FROM messages WHERE state = ?1 ORDER BY created_at")
-            .map_err(self.db())?;
-        stmt.query_map([state.as_str()], |r| r.get(0))
-            .map_err(self.db())?
-            .collect::<rusqlite::Result<_>>()
-            .map_err(self.db())
+        self.strings(
+            "SELECT id FROM messages WHERE state = ?1 ORDER BY created_at",
+            state.as_str(),
+        )
     }
 
     fn owed(&self, id: &str) -> Result<Vec<String>> {
-        let mut stmt = self
-            .tx
-            .prepare(
-                "SELECT address FROM recipients WHERE message = ?1 AND state = 'owed' ORDER BY idx",
-            )
-            .map_err(self.db())?;
-        stmt.query_map([id], |r| r.get(0))
+        self.strings(
+            "SELECT address FROM recipients WHERE message = ?1 AND state = 'owed' ORDER BY idx",
+            id,
+        )
+    }
+
+    /// The one text column `sql` selects, for its one parameter.
+    fn strings(&self, sql: &str, param: &str) -> Result<Vec<String>> {
+        let mut stmt = self.tx.prepare(sql).map_err(self.db())?;
+        stmt.query_map([param], |r| r.get(0))
             .map_err(self.db())?
             .collect::<rusqlite::Result<_>>()
             .map_err(self.db())
