@@ -81,6 +81,23 @@ pub enum Command {
         #[command(subcommand)]
         command: QueueCommand,
     },
+    /// Run the delivery worker and the local HTTP API until SIGTERM or SIGINT; every /v1
+    /// request needs the bearer token kept in the data folder's `api-token`
+    Serve(ServeArgs),
+}
+
+/// `serve`: where to listen, which folders attachments may come from.
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// The address to listen on; port 0 takes a free one (the address is said on stderr). The
+    /// default is loopback only: another address is reachable by others
+    #[arg(long, value_name = "ADDR", default_value = crate::serve::DEFAULT_LISTEN)]
+    pub listen: std::net::SocketAddr,
+
+    /// A folder whose files a submitted email may attach by path (repeatable); without one,
+    /// the API takes no attachment paths (the service reads them with its own rights)
+    #[arg(long, value_name = "DIR")]
+    pub attachments_from: Vec<PathBuf>,
 }
 
 /// `submit`: everything `send` takes, and an idempotency key.
@@ -180,6 +197,7 @@ impl Command {
             Command::Send(args) | Command::Route(args) => args.route.json,
             Command::Submit(args) => args.send.route.json,
             Command::Queue { command } => command.json(),
+            Command::Serve(_) => false,
         }
     }
 }

@@ -20,6 +20,7 @@
 //! | [`outcome`] | failure kinds and the exit codes they map to; a sent email's outcome |
 //! | [`report`] | what each command prints: one type per result, as `--json` and as text |
 //! | [`queue`] | the outbox used by the CLI: the data folder, `submit`'s hand-over, the deliverer |
+//! | [`serve`] | `serve`: the local API's backend over the outbox, the delivery worker, SIGTERM |
 //!
 //! docs/design.md has the map of which module may import which.
 
@@ -36,6 +37,7 @@ pub mod router;
 pub mod runtime;
 pub mod secret;
 pub mod senders;
+pub mod serve;
 pub mod settings;
 pub mod template;
 pub mod wit;

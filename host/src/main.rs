@@ -15,10 +15,10 @@ use scan2x_mail::outcome::{self, Failure, FailureKind};
 use scan2x_mail::queue::{self, Deliverer, decide, outbox_failure};
 use scan2x_mail::report::{
     AttemptReport, AttemptResult, CheckReport, CheckedSender, DefaultValue, ErrorReport, JobReport,
-    NotSentReport, PluginReport, PluginsReport, QueueAttachment, QueueAttempt, QueueChangeReport,
-    QueueEntry, QueueListReport, QueueRecipient, QueueRunEmail, QueueRunReport, QueueShowReport,
-    ReceiptReport, RefusedReport, Report, RouteReport, SendReport, SettingReport, SubmitReport,
-    TestReport, VerdictReport,
+    NotSentReport, PluginReport, PluginsReport, QueueChangeReport, QueueEntry, QueueListReport,
+    QueueRunEmail, QueueRunReport, QueueShowReport, ReceiptReport, RefusedReport, Report,
+    RouteReport, SendReport, SettingReport, SubmitReport, TestReport, VerdictReport,
+    bare_message_id,
 };
 use scan2x_mail::router::Request;
 use scan2x_mail::runtime::{Limits, Plugin, Runtime, Sender, cache};
@@ -254,6 +254,16 @@ impl App {
                     .await
                     .map(Report::QueueRun)
             }
+            Command::Serve(args) => {
+                let dir = queue::data_dir(cli.data_dir.as_deref())?;
+                let options = scan2x_mail::serve::ServeOptions {
+                    listen: args.listen,
+                    attachments_from: args.attachments_from,
+                };
+                scan2x_mail::serve::run(&runtime, &config, &dir, options)
+                    .await
+                    .map(Report::Served)
+            }
             Command::Submit(_) => unreachable!("handled before the runtime is made"),
         }
     }
@@ -282,70 +292,18 @@ fn submit(
     args: SubmitArgs,
 ) -> Result<SubmitReport, Failure> {
     let draft = args.send.draft()?;
-    let message_id = queue::submit_message_id(
-        draft.message_id.as_deref(),
-        args.idempotency_key.as_deref(),
-        data_dir,
+    let submitted = queue::submit(
+        config,
+        &open_outbox(data_dir)?,
+        &draft,
+        args.idempotency_key,
+        FailureKind::InvalidSettings,
     )?;
-    let inner = message_id[1..message_id.len() - 1].to_string();
-    let prepared = scan2x_mail::message::Draft {
-        message_id: Some(inner),
-        ..draft.clone()
-    }
-    .prepare()?;
-    let settings = Settings::load(config).map_err(settings_failure)?;
-    if let Some(name) = &prepared.sender
-        && !settings.senders.iter().any(|s| &s.name == name)
-    {
-        let names: Vec<&str> = settings.senders.iter().map(|s| s.name.as_str()).collect();
-        return Err(Failure::new(
-            FailureKind::InvalidSettings,
-            format!(
-                "no sender named '{name}'; the settings file has: {}",
-                names.join(", ")
-            ),
-        ));
-    }
-    let submission =
-        queue::submission(&draft, &prepared, message_id, args.idempotency_key.clone())?;
-    drop(prepared);
-    let submitted = open_outbox(data_dir)?
-        .submit(submission)
-        .map_err(outbox_failure)?;
     Ok(SubmitReport {
         id: submitted.id,
         message_id: bare_message_id(&submitted.message_id),
         duplicate: submitted.duplicate,
     })
-}
-
-/// A Message-ID without its angle brackets, as `send` prints it.
-fn bare_message_id(id: &str) -> String {
-    id.strip_prefix('<')
-        .and_then(|i| i.strip_suffix('>'))
-        .unwrap_or(id)
-        .to_string()
-}
-
-fn unix_ms(t: std::time::SystemTime) -> i64 {
-    t.duration_since(std::time::UNIX_EPOCH)
-        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
-        .unwrap_or(0)
-}
-
-fn queue_entry(s: &scan2x_mail_outbox::Summary) -> QueueEntry {
-    QueueEntry {
-        id: s.id.clone(),
-        message_id: bare_message_id(&s.message_id),
-        state: s.state.to_string(),
-        created_at: unix_ms(s.created_at),
-        next_attempt_at: unix_ms(s.next_attempt_at),
-        expires_at: unix_ms(s.expires_at),
-        attempts: s.attempts,
-        recipients_owed: s.recipients_owed,
-        pinned_sender: s.pinned_sender.clone(),
-        last_error: s.last_error.clone(),
-    }
 }
 
 /// `queue list`, `show`, `retry`, `hold`, `release`, `delete`: the outbox alone.
@@ -355,49 +313,12 @@ fn queue_admin(outbox: &Outbox, command: QueueCommand) -> Result<Report, Failure
         QueueCommand::List { state, .. } => {
             let emails = outbox.list(state).map_err(outbox_failure)?;
             Ok(Report::QueueList(QueueListReport {
-                emails: emails.iter().map(queue_entry).collect(),
+                emails: emails.iter().map(QueueEntry::from).collect(),
             }))
         }
         QueueCommand::Show { id, .. } => {
             let d = outbox.show(&id).map_err(outbox_failure)?;
-            Ok(Report::QueueShow(Box::new(QueueShowReport {
-                entry: queue_entry(&d.summary),
-                email: d.payload,
-                attachments: d
-                    .attachments
-                    .iter()
-                    .map(|a| QueueAttachment {
-                        name: a.name.clone(),
-                        content_type: a.content_type.clone(),
-                        size: a.size,
-                        sha256: a.sha256.clone(),
-                    })
-                    .collect(),
-                recipients: d
-                    .recipients
-                    .iter()
-                    .map(|r| QueueRecipient {
-                        address: r.address.clone(),
-                        state: serde_json::to_value(r.state)
-                            .ok()
-                            .and_then(|v| v.as_str().map(str::to_string))
-                            .unwrap_or_default(),
-                        detail: r.detail.clone(),
-                    })
-                    .collect(),
-                attempts: d
-                    .attempts
-                    .iter()
-                    .map(|a| QueueAttempt {
-                        number: a.number,
-                        at: unix_ms(a.at),
-                        sender: a.sender.clone(),
-                        outcome: a.outcome.clone(),
-                        detail: a.detail.clone(),
-                        retry_after_secs: a.retry_after.map(|d| d.as_secs()),
-                    })
-                    .collect(),
-            })))
+            Ok(Report::QueueShow(Box::new(QueueShowReport::from(d))))
         }
         QueueCommand::Retry {
             id: Some(id),

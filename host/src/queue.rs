@@ -142,6 +142,47 @@ pub fn submission(
     })
 }
 
+/// `submit`: the email checked as `send` checks it (addresses, subject, files: invalid-message),
+/// the settings file read (invalid-settings), a sender it names looked up (`unknown_sender` when
+/// the file has none of that name), its Message-ID fixed, then handed to `outbox`; returns once
+/// it is durable. Blocks: the files are read and synced here.
+pub fn submit(
+    config: &Path,
+    outbox: &scan2x_mail_outbox::Outbox,
+    draft: &Draft,
+    idempotency_key: Option<String>,
+    unknown_sender: FailureKind,
+) -> Result<scan2x_mail_outbox::Submitted, Failure> {
+    let message_id = submit_message_id(
+        draft.message_id.as_deref(),
+        idempotency_key.as_deref(),
+        outbox.dir(),
+    )?;
+    let inner = message_id[1..message_id.len() - 1].to_string();
+    let prepared = Draft {
+        message_id: Some(inner),
+        ..draft.clone()
+    }
+    .prepare()?;
+    let settings = Settings::load(config)
+        .map_err(|e| Failure::new(FailureKind::InvalidSettings, e.to_string()))?;
+    if let Some(name) = &prepared.sender
+        && !settings.senders.iter().any(|s| &s.name == name)
+    {
+        let names: Vec<&str> = settings.senders.iter().map(|s| s.name.as_str()).collect();
+        return Err(Failure::new(
+            unknown_sender,
+            format!(
+                "no sender named '{name}'; the settings file has: {}",
+                names.join(", ")
+            ),
+        ));
+    }
+    let submission = submission(draft, &prepared, message_id, idempotency_key)?;
+    drop(prepared);
+    outbox.submit(submission).map_err(outbox_failure)
+}
+
 /// Routes an email: the decision, or the failure that explains why no sender may carry it. The
 /// one routing over live senders: `send`, `route` and the [`Deliverer`] all use it.
 pub fn decide(senders: &[Sender], request: &Request<'_>) -> Result<Decision, Failure> {

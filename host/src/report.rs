@@ -35,6 +35,8 @@ pub enum Report {
     QueueRun(QueueRunReport),
     /// `queue retry`, `hold`, `release`, `delete`.
     QueueChange(QueueChangeReport),
+    /// `serve`, once it has stopped.
+    Served(ServeReport),
 }
 
 impl Report {
@@ -52,7 +54,8 @@ impl Report {
             | Report::QueueList(_)
             | Report::QueueShow(_)
             | Report::QueueRun(_)
-            | Report::QueueChange(_) => None,
+            | Report::QueueChange(_)
+            | Report::Served(_) => None,
         }
     }
 }
@@ -71,6 +74,7 @@ impl fmt::Display for Report {
             Report::QueueShow(r) => r.fmt(f),
             Report::QueueRun(r) => r.fmt(f),
             Report::QueueChange(r) => r.fmt(f),
+            Report::Served(r) => r.fmt(f),
         }
     }
 }
@@ -580,6 +584,38 @@ pub struct QueueEntry {
     pub last_error: Option<String>,
 }
 
+/// A Message-ID without its angle brackets, as `send` prints it.
+pub fn bare_message_id(id: &str) -> String {
+    id.strip_prefix('<')
+        .and_then(|i| i.strip_suffix('>'))
+        .unwrap_or(id)
+        .to_string()
+}
+
+/// A time as milliseconds since the Unix epoch (0 before it).
+pub fn unix_ms(t: std::time::SystemTime) -> UnixMs {
+    t.duration_since(std::time::UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+        .unwrap_or(0)
+}
+
+impl From<&scan2x_mail_outbox::Summary> for QueueEntry {
+    fn from(s: &scan2x_mail_outbox::Summary) -> Self {
+        QueueEntry {
+            id: s.id.clone(),
+            message_id: bare_message_id(&s.message_id),
+            state: s.state.to_string(),
+            created_at: unix_ms(s.created_at),
+            next_attempt_at: unix_ms(s.next_attempt_at),
+            expires_at: unix_ms(s.expires_at),
+            attempts: s.attempts,
+            recipients_owed: s.recipients_owed,
+            pinned_sender: s.pinned_sender.clone(),
+            last_error: s.last_error.clone(),
+        }
+    }
+}
+
 /// `queue list`: JSON, the array of emails.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(transparent)]
@@ -670,6 +706,49 @@ pub struct QueueShowReport {
     pub attachments: Vec<QueueAttachment>,
     pub recipients: Vec<QueueRecipient>,
     pub attempts: Vec<QueueAttempt>,
+}
+
+impl From<scan2x_mail_outbox::Detail> for QueueShowReport {
+    fn from(d: scan2x_mail_outbox::Detail) -> Self {
+        QueueShowReport {
+            entry: QueueEntry::from(&d.summary),
+            email: d.payload,
+            attachments: d
+                .attachments
+                .iter()
+                .map(|a| QueueAttachment {
+                    name: a.name.clone(),
+                    content_type: a.content_type.clone(),
+                    size: a.size,
+                    sha256: a.sha256.clone(),
+                })
+                .collect(),
+            recipients: d
+                .recipients
+                .iter()
+                .map(|r| QueueRecipient {
+                    address: r.address.clone(),
+                    state: serde_json::to_value(r.state)
+                        .ok()
+                        .and_then(|v| v.as_str().map(str::to_string))
+                        .unwrap_or_default(),
+                    detail: r.detail.clone(),
+                })
+                .collect(),
+            attempts: d
+                .attempts
+                .iter()
+                .map(|a| QueueAttempt {
+                    number: a.number,
+                    at: unix_ms(a.at),
+                    sender: a.sender.clone(),
+                    outcome: a.outcome.clone(),
+                    detail: a.detail.clone(),
+                    retry_after_secs: a.retry_after.map(|d| d.as_secs()),
+                })
+                .collect(),
+        }
+    }
 }
 
 impl fmt::Display for QueueShowReport {
@@ -808,6 +887,25 @@ impl fmt::Display for QueueChangeReport {
                 ids.join(", ")
             ),
         }
+    }
+}
+
+/// `serve`: it stopped (SIGTERM or SIGINT) after the work in flight ended.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ServeReport {
+    /// The address it listened on (`127.0.0.1:8025`).
+    pub address: String,
+    /// Emails delivered while it ran.
+    pub delivered: usize,
+}
+
+impl fmt::Display for ServeReport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "stopped serving on http://{} ({} emails delivered)",
+            self.address, self.delivered
+        )
     }
 }
 

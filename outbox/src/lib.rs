@@ -85,8 +85,8 @@
 //! later with `FOR UPDATE SKIP LOCKED`.
 //!
 //! Not here yet: per-sender limits (concurrent deliveries, `max_per_minute`), concurrent
-//! deliveries in `flush`, a PostgreSQL backend, `serve` (the CLI's `submit` and `queue` use it:
-//! the host's `queue` module).
+//! deliveries in `flush`, a PostgreSQL backend. The host uses it in its `queue` module (the
+//! CLI's `submit` and `queue`) and its `serve` module (the local API and the delivery worker).
 
 mod attempt;
 mod clock;

@@ -257,6 +257,51 @@ impl Scan2xMail {
     }
 }
 
+impl Scan2xMail {
+    /// Start `scan2x-mail --config settings.toml --cache-dir cache ARGS…` in the background, as
+    /// [`Scan2xMail::run`] would run it (the same environment), stdout and stderr piped: for a
+    /// long-running command (`serve`). The caller stops it and checks its output with
+    /// [`Scan2xMail::assert_no_secret_in`].
+    pub fn spawn<I, S>(&self, args: I) -> std::process::Child
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<OsStr>,
+    {
+        let mut command = Command::new(BINARY);
+        command
+            .arg("--config")
+            .arg(self.settings_path())
+            .arg("--cache-dir")
+            .arg(self.cache_dir())
+            .args(args)
+            .current_dir(self.dir())
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        for key in CLEARED_ENV {
+            command.env_remove(key);
+        }
+        command.env("SCAN2X_MAIL_CACHE_KEY_FILE", self.cache_key_file());
+        for (key, value) in &self.env {
+            command.env(key, value);
+        }
+        command
+            .spawn()
+            .unwrap_or_else(|e| panic!("start {BINARY}: {e}"))
+    }
+
+    /// The leak check of [`Scan2xMail::run`] over a spawned run's output.
+    #[track_caller]
+    pub fn assert_no_secret_in(&self, output: &str) {
+        for (i, secret) in self.secrets.iter().enumerate() {
+            assert!(
+                !output.contains(secret.as_str()),
+                "secret #{i} ({secret:?}) leaked into the output: {output}"
+            );
+        }
+    }
+}
+
 impl Run {
     /// Assert the run logged at the host's most verbose levels (see [`Scan2xMail::at_trace`]):
     /// its debug lines are there, so a leak check over them read something.

@@ -1,0 +1,528 @@
+//! `serve` end to end: the real binary listening on 127.0.0.1 (a port it picks), spoken to over
+//! plain HTTP/1.1 by a few lines of client here: an email posted is delivered to the real SMTP
+//! server by the service's own worker; a missing or wrong token, malformed JSON, a wrong type,
+//! an unknown field, a body over the bound and an attachment outside the allowed folders are
+//! each refused with the error shape and nothing queued, the service still answering; a
+//! repeated idempotency key gives the same id; SIGTERM exits 0 and loses nothing, a delivery in
+//! flight finishing and its attempt recorded first.
+
+use std::io::{BufRead as _, Read as _, Write as _};
+use std::net::TcpStream;
+use std::path::PathBuf;
+use std::process::Child;
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+use crate::support::hostile_smtp::HostileSmtp;
+use crate::support::ports::free_port;
+use crate::support::{
+    PASSWORD, PASSWORD_ENV, Scan2xMail, SmtpSender, SmtpServer, SmtpServerOptions, USER,
+};
+
+/// How long `serve` may take to say its address (the first start compiles the plugin).
+const START: Duration = Duration::from_secs(90);
+/// How long a posted email may take to be delivered, or `serve` to stop.
+const DEADLINE: Duration = Duration::from_secs(30);
+
+/// A running `scan2x-mail serve`, its address and token; killed if a test ends without
+/// stopping it.
+struct Served {
+    child: Option<Child>,
+    port: u16,
+    token: String,
+    stderr: mpsc::Receiver<String>,
+    seen: Vec<String>,
+}
+
+impl Served {
+    fn start(mail: &Scan2xMail, data: &std::path::Path, extra: &[&str]) -> Served {
+        let mut args: Vec<String> = vec![
+            "--data-dir".into(),
+            data.to_string_lossy().into_owned(),
+            "serve".into(),
+            "--listen".into(),
+            "127.0.0.1:0".into(),
+        ];
+        args.extend(extra.iter().map(|a| a.to_string()));
+        let mut child = mail.spawn(&args);
+        let stderr = child.stderr.take().unwrap();
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in std::io::BufReader::new(stderr).lines() {
+                let Ok(line) = line else { break };
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let mut served = Served {
+            child: Some(child),
+            port: 0,
+            token: String::new(),
+            stderr: rx,
+            seen: Vec::new(),
+        };
+        let deadline = Instant::now() + START;
+        while served.port == 0 {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match served.stderr.recv_timeout(left) {
+                Ok(line) => {
+                    if let Some(addr) = line.strip_prefix("listening on http://") {
+                        served.port = addr.rsplit(':').next().unwrap().parse().unwrap();
+                    }
+                    served.seen.push(line);
+                }
+                Err(_) => panic!(
+                    "serve did not say its address within {START:?}: {}",
+                    served.seen.join("\n")
+                ),
+            }
+        }
+        served.token = std::fs::read_to_string(data.join("api-token"))
+            .unwrap()
+            .trim()
+            .to_string();
+        served
+    }
+
+    fn bearer(&self) -> String {
+        format!("Bearer {}", self.token)
+    }
+
+    /// One request with the token.
+    fn call(&self, method: &str, path: &str, body: &str) -> (u16, Value) {
+        let bearer = self.bearer();
+        http(
+            self.port,
+            method,
+            path,
+            &[("Authorization", &bearer)],
+            body.as_bytes(),
+        )
+    }
+
+    fn post(&self, body: &Value, key: Option<&str>) -> (u16, Value) {
+        let bearer = self.bearer();
+        let mut headers = vec![("Authorization", bearer.as_str())];
+        if let Some(key) = key {
+            headers.push(("Idempotency-Key", key));
+        }
+        http(
+            self.port,
+            "POST",
+            "/v1/messages",
+            &headers,
+            body.to_string().as_bytes(),
+        )
+    }
+
+    fn list(&self) -> Vec<Value> {
+        let (status, list) = self.call("GET", "/v1/messages", "");
+        assert_eq!(status, 200, "{list}");
+        list.as_array().unwrap().clone()
+    }
+
+    fn assert_up(&self) {
+        let (status, health) = http(self.port, "GET", "/healthz", &[], b"");
+        assert_eq!((status, &health), (200, &json!({"ok": true})));
+    }
+
+    /// SIGTERM, then its exit code and the rest of its stderr, within [`DEADLINE`].
+    fn stop(&mut self) -> (i32, String) {
+        let mut child = self.child.take().unwrap();
+        rustix::process::kill_process(
+            rustix::process::Pid::from_child(&child),
+            rustix::process::Signal::TERM,
+        )
+        .unwrap();
+        let deadline = Instant::now() + DEADLINE;
+        let status = loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                break status;
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                panic!("serve did not stop within {DEADLINE:?} of SIGTERM");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        let mut stdout = String::new();
+        child
+            .stdout
+            .take()
+            .unwrap()
+            .read_to_string(&mut stdout)
+            .unwrap();
+        self.seen.extend(self.stderr.try_iter());
+        let said = format!("{}\n{stdout}", self.seen.join("\n"));
+        (status.code().expect("exited, not killed"), said)
+    }
+}
+
+impl Drop for Served {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// One HTTP/1.1 request to 127.0.0.1:`port` (`Connection: close`); the status and the body as
+/// JSON (null when empty).
+fn http(
+    port: u16,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> (u16, Value) {
+    let mut stream = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    stream.set_read_timeout(Some(DEADLINE)).unwrap();
+    let mut head = format!(
+        "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\n\
+         Content-Type: application/json\r\nContent-Length: {}\r\n",
+        body.len()
+    );
+    for (name, value) in headers {
+        head += &format!("{name}: {value}\r\n");
+    }
+    head += "\r\n";
+    let mut request = head.into_bytes();
+    request.extend_from_slice(body);
+    // A server that answers before taking the whole body (413) may stop reading: the answer is
+    // still there to read.
+    let writer = {
+        let mut stream = stream.try_clone().unwrap();
+        std::thread::spawn(move || {
+            let _ = stream.write_all(&request);
+        })
+    };
+    let mut response = Vec::new();
+    let _ = stream.read_to_end(&mut response);
+    let _ = writer.join();
+    let text = String::from_utf8_lossy(&response).into_owned();
+    let (head, body) = text
+        .split_once("\r\n\r\n")
+        .unwrap_or_else(|| panic!("no HTTP response to {method} {path}: {text:?}"));
+    let status = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("no status in {head:?}"));
+    let body = if body.trim().is_empty() {
+        Value::Null
+    } else {
+        serde_json::from_str(body).unwrap_or_else(|e| panic!("not JSON ({e}): {body}"))
+    };
+    (status, body)
+}
+
+fn email() -> Value {
+    json!({
+        "to": ["user@example.test"],
+        "subject": "Scan from the service",
+        "text": "posted to /v1/messages",
+    })
+}
+
+/// The settings of a sender whose server is down, with the data folder beside them.
+fn down() -> (Scan2xMail, PathBuf) {
+    let mail = Scan2xMail::new(&SmtpSender::new(free_port()).named("relay").toml())
+        .env(PASSWORD_ENV, PASSWORD)
+        .credentials(USER, PASSWORD);
+    let data = mail.dir().join("data");
+    (mail, data)
+}
+
+/// The error of an answer: its kind and message, asserting the shape.
+#[track_caller]
+fn error_of(answer: &Value) -> (&str, &str) {
+    let error = &answer["error"];
+    (
+        error["kind"]
+            .as_str()
+            .unwrap_or_else(|| panic!("no error kind: {answer}")),
+        error["message"]
+            .as_str()
+            .unwrap_or_else(|| panic!("no error message: {answer}")),
+    )
+}
+
+#[test]
+fn an_email_posted_is_delivered_by_the_service_with_one_attempt() {
+    let test = "an_email_posted_is_delivered_by_the_service_with_one_attempt";
+    let Some(server) = SmtpServer::start_or_skip(
+        test,
+        SmtpServerOptions::new().starttls().user(USER, PASSWORD),
+    ) else {
+        return;
+    };
+    let settings = SmtpSender::new(server.starttls_port())
+        .named("relay")
+        .ca_file(&server.ca_file())
+        .toml();
+    let mail = Scan2xMail::new(&settings)
+        .env(PASSWORD_ENV, PASSWORD)
+        .credentials(USER, PASSWORD);
+    let data = mail.dir().join("data");
+    let mut served = Served::start(&mail, &data, &[]);
+
+    let (status, submitted) = served.post(&email(), None);
+    assert_eq!(status, 201, "{submitted}");
+    assert_eq!(submitted["duplicate"], false);
+    let id = submitted["id"].as_str().unwrap().to_string();
+    let message_id = submitted["message_id"].as_str().unwrap().to_string();
+
+    let deadline = Instant::now() + DEADLINE;
+    let show = loop {
+        let (status, show) = served.call("GET", &format!("/v1/messages/{id}"), "");
+        assert_eq!(status, 200, "{show}");
+        if show["state"] == "delivered" {
+            break show;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "not delivered within {DEADLINE:?}: {show}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let attempts = show["attempts"].as_array().unwrap();
+    assert_eq!(attempts.len(), 1, "{show}");
+    assert_eq!(attempts[0]["outcome"], "delivered");
+    assert_eq!(attempts[0]["sender"], "relay");
+    let received = server.only_received();
+    assert_eq!(received.rcpt_tos, ["user@example.test"]);
+    assert_eq!(received.parsed().message_id(), Some(message_id.as_str()));
+
+    let (status, missing) = served.call("GET", "/v1/messages/no-such-id", "");
+    assert_eq!(
+        (status, error_of(&missing).0),
+        (404, "not-found"),
+        "{missing}"
+    );
+
+    let (code, said) = served.stop();
+    assert_eq!(code, 0, "{said}");
+    mail.assert_no_secret_in(&said);
+    assert!(said.contains(&id) && said.contains("delivered"), "{said}");
+}
+
+#[test]
+fn bad_requests_are_refused_with_the_error_shape_and_nothing_is_queued() {
+    let (mail, data) = down();
+    let allowed = mail.dir().join("allowed");
+    std::fs::create_dir(&allowed).unwrap();
+    let outside = mail.write_file("outside.pdf", b"%PDF-1.4 not for the service");
+    #[cfg(unix)]
+    std::os::unix::fs::symlink(&outside, allowed.join("link.pdf")).unwrap();
+    let allowed_arg = allowed.to_string_lossy().into_owned();
+    let served = Served::start(&mail, &data, &["--attachments-from", &allowed_arg]);
+    let body = email().to_string();
+
+    // No token, a wrong one, another scheme.
+    let wrong = format!("Bearer {}", "0".repeat(64));
+    for headers in [
+        vec![],
+        vec![("Authorization", wrong.as_str())],
+        vec![("Authorization", "Basic YWxpY2U6cGFzcw==")],
+    ] {
+        let (status, answer) = http(
+            served.port,
+            "POST",
+            "/v1/messages",
+            &headers,
+            body.as_bytes(),
+        );
+        assert_eq!(
+            (status, error_of(&answer).0),
+            (401, "unauthorized"),
+            "{answer}"
+        );
+        let (status, _) = http(served.port, "GET", "/v1/messages", &headers, b"");
+        assert_eq!(status, 401);
+    }
+
+    // Malformed JSON, a wrong type, an unknown field: 400, the problem named.
+    for (bad, says, field) in [
+        (
+            r#"{"to": ["user@example.test"], "subject": "#.to_string(),
+            "line 1",
+            None,
+        ),
+        (
+            r#"{"to": "user@example.test"}"#.to_string(),
+            "expected a sequence",
+            Some("to"),
+        ),
+        (
+            r#"{"to": ["user@example.test"], "priority": "high"}"#.to_string(),
+            "unknown field `priority`",
+            Some("priority"),
+        ),
+    ] {
+        let (status, answer) = served.call("POST", "/v1/messages", &bad);
+        let (kind, message) = error_of(&answer);
+        assert_eq!((status, kind), (400, "usage"), "{bad}: {answer}");
+        assert!(message.contains(says), "{bad}: {message}");
+        if let Some(field) = field {
+            assert_eq!(answer["error"]["field"], field, "{answer}");
+        }
+        served.assert_up();
+    }
+
+    // A body over the bound (1 MiB).
+    let huge = json!({"to": ["user@example.test"], "text": "x".repeat(1024 * 1024 + 100)});
+    let (status, answer) = served.call("POST", "/v1/messages", &huge.to_string());
+    assert_eq!(
+        (status, error_of(&answer).0),
+        (413, "too-large"),
+        "{answer}"
+    );
+    served.assert_up();
+
+    // Attachments outside the allowed folder: directly, through `..`, through a symlink.
+    let dotdot = allowed.join("..").join("outside.pdf");
+    let mut outside_paths = vec![outside.clone(), dotdot];
+    #[cfg(unix)]
+    outside_paths.push(allowed.join("link.pdf"));
+    for path in &outside_paths {
+        let mut with = email();
+        with["attachments"] = json!([path]);
+        let (status, answer) = served.post(&with, None);
+        let (kind, message) = error_of(&answer);
+        assert_eq!((status, kind), (400, "usage"), "{answer}");
+        assert!(
+            message.contains(&*path.to_string_lossy()),
+            "names the path: {message}"
+        );
+        assert_eq!(answer["error"]["field"], "attachments");
+    }
+    // A bad address is the message's fault: 422, as `submit` exits 4.
+    let (status, answer) = served.post(&json!({"to": ["not an address"], "subject": "x"}), None);
+    assert_eq!(
+        (status, error_of(&answer).0),
+        (422, "invalid-message"),
+        "{answer}"
+    );
+
+    assert!(
+        served.list().is_empty(),
+        "nothing queued by a refused request"
+    );
+    served.assert_up();
+
+    // An attachment inside the folder is taken; the same key twice is the same email.
+    let inside = allowed.join("scan.pdf");
+    std::fs::write(&inside, b"%PDF-1.4 scan").unwrap();
+    let mut with = email();
+    with["attachments"] = json!([inside]);
+    let (first, one) = served.post(&with, Some("job-42"));
+    assert_eq!(first, 201, "{one}");
+    let (again, two) = served.post(&with, Some("job-42"));
+    assert_eq!(again, 200, "{two}");
+    assert_eq!(two["duplicate"], true);
+    assert_eq!(one["id"], two["id"]);
+    assert_eq!(one["message_id"], two["message_id"]);
+    let listed = served.list();
+    assert_eq!(listed.len(), 1, "{listed:?}");
+    let (_, show) = served.call(
+        "GET",
+        &format!("/v1/messages/{}", one["id"].as_str().unwrap()),
+        "",
+    );
+    assert_eq!(show["attachments"][0]["name"], "scan.pdf", "{show}");
+}
+
+#[test]
+fn sigterm_stops_the_service_with_exit_0_and_loses_nothing() {
+    let (mail, data) = down();
+    let mut served = Served::start(&mail, &data, &[]);
+    let (status, submitted) = served.post(&email(), None);
+    assert_eq!(status, 201, "{submitted}");
+    let id = submitted["id"].as_str().unwrap().to_string();
+    let (code, said) = served.stop();
+    assert_eq!(code, 0, "{said}");
+    mail.assert_no_secret_in(&said);
+
+    let data_arg = data.to_string_lossy().into_owned();
+    let run = mail.run(["--data-dir", data_arg.as_str(), "queue", "list", "--json"]);
+    run.assert_code(0);
+    let listed = run.json();
+    let listed = listed.as_array().unwrap();
+    assert_eq!(listed.len(), 1, "{run}");
+    assert_eq!(listed[0]["id"], id.as_str());
+    assert_eq!(
+        listed[0]["state"], "queued",
+        "queued for a later try, not lost: {run}"
+    );
+}
+
+#[test]
+fn sigterm_during_a_delivery_lets_it_finish_and_records_its_attempt() {
+    // A server that stops reading the message: the delivery in flight ends, temporary, at the
+    // SMTP data bound (scaled down), after SIGTERM has arrived.
+    let server = HostileSmtp::start("stall-reading-data");
+    let mail = server.plaintext_sender();
+    let data = mail.dir().join("data");
+    let folder = mail.dir().join("scans");
+    std::fs::create_dir(&folder).unwrap();
+    // Far more than the loopback socket buffers hold, so the writes block.
+    let scan: Vec<u8> = (0..24u32 << 20)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+        .collect();
+    let attachment = folder.join("scan.pdf");
+    std::fs::write(&attachment, scan).unwrap();
+    let folder_arg = folder.to_string_lossy().into_owned();
+    let mut served = Served::start(&mail, &data, &["--attachments-from", &folder_arg]);
+    let mut with = email();
+    with["attachments"] = json!([attachment]);
+    let (status, submitted) = served.post(&with, None);
+    assert_eq!(status, 201, "{submitted}");
+    let id = submitted["id"].as_str().unwrap().to_string();
+
+    let deadline = Instant::now() + DEADLINE;
+    loop {
+        let (_, show) = served.call("GET", &format!("/v1/messages/{id}"), "");
+        if show["state"] == "sending" {
+            break;
+        }
+        assert!(
+            show["state"] == "queued" && Instant::now() < deadline,
+            "the delivery should be in flight: {show}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let (code, said) = served.stop();
+    assert_eq!(code, 0, "{said}");
+    assert!(said.contains(&id) && said.contains("temporary"), "{said}");
+
+    let data_arg = data.to_string_lossy().into_owned();
+    let run = mail.run([
+        "--data-dir",
+        data_arg.as_str(),
+        "queue",
+        "show",
+        &id,
+        "--json",
+    ]);
+    run.assert_code(0);
+    let show = run.json();
+    assert_eq!(
+        show["state"], "queued",
+        "handed back for a later try: {run}"
+    );
+    let outcomes: Vec<&str> = show["attempts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["outcome"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        outcomes,
+        ["temporary"],
+        "the attempt in flight was recorded: {run}"
+    );
+}
