@@ -81,8 +81,9 @@ pub enum Command {
         #[command(subcommand)]
         command: QueueCommand,
     },
-    /// Run the delivery worker and the local HTTP API until SIGTERM or SIGINT; every /v1
-    /// request needs the bearer token kept in the data folder's `api-token`
+    /// Run the delivery worker and the local HTTP API until SIGTERM or SIGINT (SIGHUP reloads
+    /// the settings); every /v1 request needs the bearer token kept in the data folder's
+    /// `api-token`
     Serve(ServeArgs),
 }
 

@@ -19,14 +19,16 @@
 //! | [`civil`] | the one date arithmetic: Unix seconds as a UTC date and time |
 //! | [`outcome`] | failure kinds and the exit codes they map to; a sent email's outcome |
 //! | [`report`] | what each command prints: one type per result, as `--json` and as text |
+//! | [`commands`] | the bodies of `plugins`, `check`, `test`, `route`, `send`: each its report |
 //! | [`queue`] | the outbox used by the CLI: the data folder, `submit`'s hand-over, the deliverer |
-//! | [`serve`] | `serve`: the local API's backend over the outbox, the delivery worker, SIGTERM |
+//! | [`serve`] | `serve`: the local API's backend, the delivery worker, reload, metrics, SIGTERM |
 //!
 //! docs/design.md has the map of which module may import which.
 
 pub mod capability;
 pub mod civil;
 pub mod cli;
+pub mod commands;
 pub mod dispatch;
 pub mod gate;
 pub mod message;

@@ -153,6 +153,19 @@ pub fn submit(
     idempotency_key: Option<String>,
     unknown_sender: FailureKind,
 ) -> Result<scan2x_mail_outbox::Submitted, Failure> {
+    submit_with(config, None, outbox, draft, idempotency_key, unknown_sender)
+}
+
+/// [`submit`], with the settings already read (`serve`'s, those its senders were made of) or
+/// read from `config` when `settings` is none.
+pub fn submit_with(
+    config: &Path,
+    settings: Option<&Settings>,
+    outbox: &scan2x_mail_outbox::Outbox,
+    draft: &Draft,
+    idempotency_key: Option<String>,
+    unknown_sender: FailureKind,
+) -> Result<scan2x_mail_outbox::Submitted, Failure> {
     let message_id = submit_message_id(
         draft.message_id.as_deref(),
         idempotency_key.as_deref(),
@@ -164,8 +177,15 @@ pub fn submit(
         ..draft.clone()
     }
     .prepare()?;
-    let settings = Settings::load(config)
-        .map_err(|e| Failure::new(FailureKind::InvalidSettings, e.to_string()))?;
+    let loaded;
+    let settings = match settings {
+        Some(settings) => settings,
+        None => {
+            loaded = Settings::load(config)
+                .map_err(|e| Failure::new(FailureKind::InvalidSettings, e.to_string()))?;
+            &loaded
+        }
+    };
     if let Some(name) = &prepared.sender
         && !settings.senders.iter().any(|s| &s.name == name)
     {
@@ -226,6 +246,19 @@ impl<'a> Deliverer<'a> {
             settings,
             senders,
         })
+    }
+
+    /// The settings the senders were made of.
+    pub fn settings(&self) -> &Settings {
+        &self.settings
+    }
+
+    /// The names of the senders, in the settings' order.
+    pub fn sender_names(&self) -> Vec<String> {
+        self.senders
+            .iter()
+            .map(|s| s.settings.name.clone())
+            .collect()
     }
 
     /// How long a claim must hold an email so that its delivery ends before the lease does:

@@ -1,8 +1,11 @@
 //! `scan2x-mail serve`: the delivery worker and the local HTTP API together. The API's HTTP
 //! layer is the `scan2x-mail-service` crate; this module is its [`Backend`] over the outbox
-//! ([`Api`]: submit, show, list, retry, delete, each the CLI's own code path and report), and
-//! the worker that delivers what is due with senders assembled once at start (plugins stay
-//! loaded across emails), the same [`Deliverer`] as `queue run`.
+//! ([`Api`]: submit, show, list, retry, delete, and the settings' own endpoints — senders,
+//! plugins, route, test, send — each the CLI's own code path and report), and
+//! the worker that delivers what is due with senders assembled at start and again on a reload
+//! (SIGHUP or `POST /v1/reload`: a file refused leaves the old senders serving; plugins stay
+//! loaded across emails), the same [`Deliverer`] as `queue run`. The worker counts its attempts
+//! and delivery times for `GET /metrics`.
 //!
 //! Outbox calls are synchronous SQLite transactions (and, for a submit, the copy and sync of its
 //! attachments): the API's and the worker's all go through `spawn_blocking`, so no async thread
@@ -15,21 +18,23 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use serde_json::Value;
-use tokio::sync::{Notify, watch};
+use serde_json::{Value, json};
+use tokio::sync::{Notify, mpsc, oneshot, watch};
 
 use scan2x_mail_outbox::{Deliver as _, Outbox, OutboxError, State};
-use scan2x_mail_service::{ApiError, Backend, Config, Token};
+use scan2x_mail_service::{ApiError, Backend, Config, Histogram, Metrics, RouteQuery, Token};
 
-use crate::message::{AttachmentSpec, Draft};
+use crate::commands;
+use crate::message::{AttachmentSpec, Draft, JobDraft};
 use crate::outcome::{Failure, FailureKind};
 use crate::queue::{self, Deliverer, outbox_failure};
 use crate::report::{
-    QueueChangeReport, QueueEntry, QueueListReport, QueueRunEmail, QueueShowReport, ServeReport,
-    SubmitReport, bare_message_id,
+    QueueChangeReport, QueueEntry, QueueListReport, QueueRunEmail, QueueShowReport, Report,
+    ServeReport, SubmitReport, bare_message_id,
 };
 use crate::runtime::Runtime;
 use crate::secret;
+use crate::settings::Settings;
 
 /// The address `serve` listens on unless `--listen` says another: loopback only.
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8740";
@@ -47,13 +52,37 @@ pub struct ServeOptions {
 
 /// The API's side of the outbox.
 pub struct Api {
+    /// The runtime the settings' endpoints load plugins with (`test`, `send`, …).
+    runtime: Arc<Runtime>,
     config: PathBuf,
     outbox: Arc<Outbox>,
     /// The allowed attachment folders, canonical.
     allowed: Vec<PathBuf>,
     /// Wakes the worker when an email is queued or retried.
     wake: Arc<Notify>,
+    /// The settings the worker's senders were made of (a reload swaps them): what a submit
+    /// checks its sender against.
+    settings: Arc<std::sync::RwLock<Arc<Settings>>>,
+    /// Asks `serve`'s reloader to read the settings anew (none: this API cannot reload).
+    reload: Option<mpsc::Sender<ReloadReply>>,
+    /// The worker's counts.
+    stats: SharedStats,
 }
+
+/// What the worker has counted since `serve` started, for `GET /metrics`.
+#[derive(Debug, Default)]
+pub struct Stats {
+    /// Attempts by sender and outcome.
+    attempts: std::collections::BTreeMap<(String, String), u64>,
+    /// Seconds from submit to delivered, per email the worker delivered.
+    delivery: Histogram,
+}
+
+type SharedStats = Arc<std::sync::Mutex<Stats>>;
+
+/// Where the reloader says how a reload went: the new senders' names, or why the file was
+/// refused.
+type ReloadReply = oneshot::Sender<Result<Vec<String>, Failure>>;
 
 /// Every string of `value` redacted, as the CLI's `--json` output is.
 fn redact_json(value: &mut Value) {
@@ -75,6 +104,26 @@ fn to_json(report: &impl serde::Serialize) -> Result<Value, ApiError> {
 /// A host failure as the API's error: its kind and its message, redacted.
 fn api_error(f: Failure) -> ApiError {
     ApiError::new(f.kind.as_str(), secret::redact(&f.message).into_owned())
+        .with_retry_after(f.retry_after_secs)
+}
+
+/// The route query as the route command's options make their draft (`RouteArgs::draft`).
+fn route_draft(q: RouteQuery) -> Draft {
+    let job = if q.job.is_some() || q.job_source.is_some() || !q.job_recipient.is_empty() {
+        Some(JobDraft {
+            name: q.job,
+            source_sender: q.job_source,
+            recipients: q.job_recipient,
+        })
+    } else {
+        None
+    };
+    Draft {
+        event: q.event,
+        sender: q.sender,
+        job,
+        ..Draft::default()
+    }
 }
 
 /// An outbox error as the API's error: an unknown id is `not-found` (404), an email in the wrong
@@ -175,9 +224,21 @@ impl Backend for Api {
         let mut draft = draft_of(body)?;
         self.check_attachments(&mut draft)?;
         let (config, outbox) = (self.config.clone(), self.outbox.clone());
+        let settings = self
+            .settings
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
         let submitted = blocking(move || {
-            queue::submit(&config, &outbox, &draft, key, FailureKind::InvalidMessage)
-                .map_err(api_error)
+            queue::submit_with(
+                &config,
+                Some(&settings),
+                &outbox,
+                &draft,
+                key,
+                FailureKind::InvalidMessage,
+            )
+            .map_err(api_error)
         })
         .await?;
         if !submitted.duplicate {
@@ -234,6 +295,126 @@ impl Backend for Api {
     async fn health(&self) -> Result<Value, ApiError> {
         Ok(Value::Object(Default::default()))
     }
+
+    async fn senders(&self) -> Result<Value, ApiError> {
+        let report = commands::check(&self.runtime, &self.config)
+            .await
+            .map_err(api_error)?;
+        to_json(&report)
+    }
+
+    async fn plugins(&self) -> Result<Value, ApiError> {
+        // `serve` started with this settings file, so it is named as `--config` names it.
+        let report = commands::plugins(&self.runtime, &self.config, true)
+            .await
+            .map_err(api_error)?;
+        to_json(&report)
+    }
+
+    async fn route(&self, query: RouteQuery) -> Result<Value, ApiError> {
+        let report = commands::route(&self.runtime, &self.config, route_draft(query))
+            .await
+            .map_err(api_error)?;
+        to_json(&report)
+    }
+
+    async fn test_sender(&self, name: String) -> Result<Value, ApiError> {
+        let settings =
+            Settings::load(&self.config).map_err(|e| api_error(commands::settings_failure(e)))?;
+        if !settings.senders.iter().any(|s| s.name == name) {
+            let names: Vec<&str> = settings.senders.iter().map(|s| s.name.as_str()).collect();
+            return Err(ApiError::new(
+                "not-found",
+                format!(
+                    "no sender named '{name}'; the settings file has: {}",
+                    names.join(", ")
+                ),
+            ));
+        }
+        let report = commands::test(&self.runtime, &self.config, Some(&name))
+            .await
+            .map_err(api_error)?;
+        to_json(&report)
+    }
+
+    async fn send(&self, body: Value) -> Result<Value, ApiError> {
+        let mut draft = draft_of(body)?;
+        self.check_attachments(&mut draft)?;
+        let report = commands::send(&self.runtime, &self.config, draft)
+            .await
+            .map_err(api_error)?;
+        match &report {
+            Report::NotSent(not_sent) => {
+                let error = &not_sent.error;
+                Err(ApiError::new(
+                    error.kind.as_str(),
+                    secret::redact(&error.message).into_owned(),
+                )
+                .with_retry_after(error.retry_after_secs)
+                .with_body(to_json(&report)?))
+            }
+            _ => to_json(&report),
+        }
+    }
+
+    async fn reload(&self) -> Result<Value, ApiError> {
+        let stopping = || ApiError::new("internal", "the service is stopping: nothing reloaded");
+        let tx = self
+            .reload
+            .as_ref()
+            .ok_or_else(|| ApiError::new("internal", "this service cannot reload"))?;
+        let (reply, answer) = oneshot::channel();
+        tx.send(reply).await.map_err(|_| stopping())?;
+        let senders = answer.await.map_err(|_| stopping())?.map_err(api_error)?;
+        Ok(json!({ "reloaded": true, "senders": senders }))
+    }
+
+    async fn metrics(&self) -> Result<Metrics, ApiError> {
+        let outbox = self.outbox.clone();
+        let emails = blocking(move || outbox.list(None).map_err(outbox_error)).await?;
+        let queue = State::ALL
+            .iter()
+            .map(|state| {
+                let n = emails.iter().filter(|e| e.state == *state).count() as u64;
+                (state.to_string(), n)
+            })
+            .collect();
+        let stats = self.stats.lock().unwrap_or_else(|e| e.into_inner());
+        Ok(Metrics {
+            queue,
+            attempts: stats.attempts.clone(),
+            delivery_seconds: stats.delivery.clone(),
+        })
+    }
+}
+
+/// SIGHUP: read the settings anew. Where there is no SIGHUP, it never comes.
+struct Hangup(#[cfg(unix)] tokio::signal::unix::Signal);
+
+impl Hangup {
+    /// Installed when made (before the address is said, as [`stop_signal`]).
+    fn new() -> Result<Hangup, Failure> {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{SignalKind, signal};
+            signal(SignalKind::hangup()).map(Hangup).map_err(|e| {
+                Failure::new(
+                    FailureKind::Internal,
+                    format!("cannot listen for SIGHUP: {e}"),
+                )
+            })
+        }
+        #[cfg(not(unix))]
+        Ok(Hangup())
+    }
+
+    async fn recv(&mut self) {
+        #[cfg(unix)]
+        if self.0.recv().await.is_some() {
+            return;
+        }
+        std::future::pending::<()>().await
+    }
 }
 
 /// Waits for SIGTERM or SIGINT. The handlers are installed when this is called, not when it is
@@ -268,7 +449,7 @@ fn stop_signal() -> Result<impl std::future::Future<Output = ()> + Send, Failure
 
 /// `serve`: runs until SIGTERM or SIGINT.
 pub async fn run(
-    runtime: &Runtime,
+    runtime: Arc<Runtime>,
     config: &Path,
     data_dir: &Path,
     options: ServeOptions,
@@ -290,7 +471,7 @@ pub async fn run(
         .collect::<Result<Vec<_>, _>>()?;
     // The senders are made once, before anything is listened to: a settings file that does not
     // load is exit 3 here, not an error per email.
-    let deliverer = Deliverer::new(runtime, config).await?;
+    let deliverer = Deliverer::new(&runtime, config).await?;
     let outbox = Arc::new(
         Outbox::open_with(
             data_dir,
@@ -312,6 +493,7 @@ pub async fn run(
         )
     })?;
     let signal = stop_signal()?;
+    let mut hangup = Hangup::new()?;
     let listener = tokio::net::TcpListener::bind(options.listen)
         .await
         .map_err(|e| {
@@ -324,11 +506,20 @@ pub async fn run(
         .local_addr()
         .map_err(|e| Failure::new(FailureKind::Internal, format!("the listening address: {e}")))?;
     let wake = Arc::new(Notify::new());
+    let (reload_tx, mut reload_rx) = mpsc::channel::<ReloadReply>(4);
+    let stats = SharedStats::default();
+    let settings = Arc::new(std::sync::RwLock::new(Arc::new(
+        deliverer.settings().clone(),
+    )));
     let api = Arc::new(Api {
+        runtime: runtime.clone(),
         config: config.to_path_buf(),
         outbox: outbox.clone(),
         allowed,
         wake: wake.clone(),
+        settings: settings.clone(),
+        reload: Some(reload_tx),
+        stats: stats.clone(),
     });
     eprintln!("listening on http://{address}");
     eprintln!(
@@ -362,8 +553,48 @@ pub async fn run(
             served
         }
     };
-    let worker = deliver_loop(&deliverer, outbox, wake, stop_rx);
-    let ((), served, delivered) = tokio::join!(stopping, server, worker);
+    // The senders in use: the worker takes them per email, a reload swaps them.
+    let current = std::sync::RwLock::new(Arc::new(deliverer));
+    let reloader = {
+        let (current, mut stop) = (&current, stop_rx.clone());
+        let runtime = &*runtime;
+        async move {
+            loop {
+                let reply = tokio::select! {
+                    asked = reload_rx.recv() => match asked {
+                        Some(reply) => Some(reply),
+                        None => break,
+                    },
+                    () = hangup.recv() => None,
+                    _ = stop.wait_for(|stop| *stop) => break,
+                };
+                let result = match Deliverer::new(runtime, config).await {
+                    Ok(deliverer) => {
+                        let names = deliverer.sender_names();
+                        *settings.write().unwrap_or_else(|e| e.into_inner()) =
+                            Arc::new(deliverer.settings().clone());
+                        *current.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(deliverer);
+                        eprintln!("settings reloaded: senders {}", names.join(", "));
+                        Ok(names)
+                    }
+                    Err(failure) => {
+                        let said = format!(
+                            "error: the settings were not reloaded; the old senders keep \
+                             serving:\n{}",
+                            failure.message
+                        );
+                        eprintln!("{}", secret::redact(&said));
+                        Err(failure)
+                    }
+                };
+                if let Some(reply) = reply {
+                    let _ = reply.send(result);
+                }
+            }
+        }
+    };
+    let worker = deliver_loop(&current, outbox, wake, stats, stop_rx);
+    let ((), served, delivered, ()) = tokio::join!(stopping, server, worker, reloader);
     served.map_err(|e| Failure::new(FailureKind::Internal, format!("the API stopped: {e}")))?;
     Ok(ServeReport {
         address: address.to_string(),
@@ -376,9 +607,10 @@ pub async fn run(
 /// delivery in flight finish and claims nothing more. One line per email on stderr, as `queue
 /// run` prints. Returns how many were delivered.
 async fn deliver_loop(
-    deliverer: &Deliverer<'_>,
+    current: &std::sync::RwLock<Arc<Deliverer<'_>>>,
     outbox: Arc<Outbox>,
     wake: Arc<Notify>,
+    stats: SharedStats,
     mut stop: watch::Receiver<bool>,
 ) -> usize {
     let mut delivered = 0;
@@ -399,14 +631,36 @@ async fn deliver_loop(
             let Some(item) = claimed.into_iter().next() else {
                 break;
             };
+            let deliverer = current.read().unwrap_or_else(|e| e.into_inner()).clone();
             let attempt = deliverer.deliver(&item).await;
             let outcome = attempt.outcome.kind();
             let sender = attempt.outcome.sender().to_string();
             let (o, id) = (outbox.clone(), item.id.clone());
-            match tokio::task::spawn_blocking(move || o.record(&id, attempt)).await {
-                Ok(Ok(state)) => {
+            let recorded = tokio::task::spawn_blocking(move || {
+                let state = o.record(&id, attempt)?;
+                // Its submit time, for the delivery histogram.
+                let created = (state == State::Delivered)
+                    .then(|| o.show(&id).ok().map(|d| d.summary.created_at))
+                    .flatten();
+                Ok::<_, OutboxError>((state, created))
+            });
+            match recorded.await {
+                Ok(Ok((state, created))) => {
                     if state == State::Delivered {
                         delivered += 1;
+                    }
+                    {
+                        let mut stats = stats.lock().unwrap_or_else(|e| e.into_inner());
+                        *stats
+                            .attempts
+                            .entry((sender.clone(), outcome.to_string()))
+                            .or_default() += 1;
+                        if let Some(created) = created {
+                            let took = std::time::SystemTime::now()
+                                .duration_since(created)
+                                .unwrap_or_default();
+                            stats.delivery.observe(took.as_secs_f64());
+                        }
                     }
                     let line = QueueRunEmail {
                         id: item.id.clone(),
@@ -461,10 +715,20 @@ mod tests {
 
     fn api(allowed: Vec<PathBuf>, data: &Path) -> Api {
         Api {
+            runtime: Arc::new(Runtime::new(None, crate::runtime::Limits::default()).unwrap()),
             config: data.join("settings.toml"),
             outbox: Arc::new(Outbox::open(data.join("data")).unwrap()),
             allowed,
             wake: Arc::new(Notify::new()),
+            settings: Arc::new(std::sync::RwLock::new(Arc::new(
+                Settings::parse(
+                    &data.join("settings.toml"),
+                    "[senders.relay]\nplugin = \"smtp\"\n",
+                )
+                .unwrap(),
+            ))),
+            reload: None,
+            stats: SharedStats::default(),
         }
     }
 

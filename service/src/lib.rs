@@ -13,10 +13,26 @@
 //! | `GET /v1/messages/{id}` | 200 `queue show --json` |
 //! | `POST /v1/messages/{id}/retry` | 200 `{action: "retried", ids}` |
 //! | `DELETE /v1/messages/{id}` | 200 `{action: "deleted", ids}` |
+//! | `GET /v1/senders` | 200 `check --json` (the settings file read now, every sender made) |
+//! | `GET /v1/plugins` | 200 `plugins --json` |
+//! | `GET /v1/route?event=E&sender=S&job=J&job_source=S&job_recipient=A…` | 200 `route --json` |
+//! | `POST /v1/senders/{name}/test` | 200 `test NAME --json`; 404 when no sender has that name |
+//! | `POST /v1/send` | 200 `send --json` of an email sent (partly sent too); a failure: see below |
+//! | `GET /v1/openapi.json` | 200 the OpenAPI 3.1 document of every endpoint ([`OPENAPI`]) |
+//! | `GET /metrics` | 200 Prometheus text ([`Metrics`]): the queue, the attempts, delivery times |
+//! | `POST /v1/reload` | 200 `{reloaded: true, senders}`; 422 `invalid-settings` when the file is refused |
 //!
 //! `POST /v1/messages` takes the `--message` JSON as its body (an object; unknown fields are
-//! refused by the host) and an optional `Idempotency-Key` header. Every `/v1` request needs
+//! refused by the host) and an optional `Idempotency-Key` header. Every `/v1` request (and
+//! `/metrics`) needs
 //! `Authorization: Bearer <token>` ([`Token`]). Bodies are bounded ([`Config::body_limit`]).
+//!
+//! `GET /v1/route` takes the route command's options as query parameters (percent-encoded;
+//! `job_recipient` repeatable, `-` or `_` in the names): an unknown one is `usage` (400).
+//! `POST /v1/send` takes the `--message` JSON as `POST /v1/messages` does and delivers it now,
+//! without the queue. An email not sent answers `send --json`'s not-sent report (its `error` is
+//! the error shape, beside the sender, the Message-ID and every attempt) with its kind's status;
+//! a `temporary` failure with `Retry-After` when the server asked for a wait.
 //!
 //! # Errors
 //!
@@ -33,6 +49,11 @@
 //! | `conflict` (the email is in the wrong state for the request) | 409 |
 //! | `too-large` (a body over the bound) | 413 |
 //! | `invalid-message` (an address, an attachment, the size: what `submit` exits 4 for) | 422 |
+//! | `rejected` (the server refused the email for good) | 422 |
+//! | `denied` (the sandbox refused the sender that destination) | 403 |
+//! | `auth-failed`, `plugin-failed` (the server refused the login; the plugin failed) | 502 |
+//! | `uncertain` (the server may have taken the email: do not send it again blindly) | 502 |
+//! | `temporary` (try again later; `Retry-After` when the server said when) | 503 |
 //! | anything else (`internal`, `invalid-settings`, …) | 500 |
 
 use std::future::Future;
@@ -46,7 +67,7 @@ use axum::extract::{DefaultBodyLimit, Path as UrlPath, RawQuery, Request, State}
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{MethodRouter, get, post};
 use serde_json::{Value, json};
 
 /// What the API reports when a request fails: the host's failure kind (or one of the API's own,
@@ -56,6 +77,11 @@ pub struct ApiError {
     pub kind: String,
     pub message: String,
     pub field: Option<String>,
+    /// Seconds the server asked to wait (`temporary`): said as `Retry-After`.
+    pub retry_after_secs: Option<u32>,
+    /// The whole body to answer with instead of [`ApiError::to_json`] (one that holds the
+    /// error shape, such as `send`'s not-sent report).
+    pub body: Option<Value>,
 }
 
 impl ApiError {
@@ -64,7 +90,19 @@ impl ApiError {
             kind: kind.into(),
             message: message.into(),
             field: None,
+            retry_after_secs: None,
+            body: None,
         }
+    }
+
+    pub fn with_retry_after(mut self, secs: Option<u32>) -> Self {
+        self.retry_after_secs = secs;
+        self
+    }
+
+    pub fn with_body(mut self, body: Value) -> Self {
+        self.body = Some(body);
+        self
     }
 
     pub fn with_field(mut self, field: impl Into<String>) -> Self {
@@ -91,14 +129,23 @@ pub fn status_of(kind: &str) -> StatusCode {
         "method-not-allowed" => StatusCode::METHOD_NOT_ALLOWED,
         "conflict" => StatusCode::CONFLICT,
         "too-large" => StatusCode::PAYLOAD_TOO_LARGE,
-        "invalid-message" => StatusCode::UNPROCESSABLE_ENTITY,
+        "invalid-message" | "rejected" => StatusCode::UNPROCESSABLE_ENTITY,
+        "denied" => StatusCode::FORBIDDEN,
+        "auth-failed" | "plugin-failed" | "uncertain" => StatusCode::BAD_GATEWAY,
+        "temporary" => StatusCode::SERVICE_UNAVAILABLE,
         _ => StatusCode::INTERNAL_SERVER_ERROR,
     }
 }
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let mut response = json_response(status_of(&self.kind), &self.to_json());
+        let body = self.body.clone().unwrap_or_else(|| self.to_json());
+        let mut response = json_response(status_of(&self.kind), &body);
+        if let Some(secs) = self.retry_after_secs {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(secs));
+        }
         if self.kind == "unauthorized" {
             response.headers_mut().insert(
                 header::WWW_AUTHENTICATE,
@@ -141,6 +188,217 @@ pub trait Backend: Send + Sync + 'static {
     fn delete(&self, id: String) -> impl Future<Output = Result<Value, ApiError>> + Send;
     /// `GET /healthz`: an object said beside `"ok": true`, or the error that makes it 500.
     fn health(&self) -> impl Future<Output = Result<Value, ApiError>> + Send;
+    /// `GET /v1/senders`: `check --json`.
+    fn senders(&self) -> impl Future<Output = Result<Value, ApiError>> + Send;
+    /// `GET /v1/plugins`: `plugins --json`.
+    fn plugins(&self) -> impl Future<Output = Result<Value, ApiError>> + Send;
+    /// `GET /v1/route?…`: `route --json` of what the query says.
+    fn route(&self, query: RouteQuery) -> impl Future<Output = Result<Value, ApiError>> + Send;
+    /// `POST /v1/senders/{name}/test`: `test NAME --json`; an unknown name is `not-found`.
+    fn test_sender(&self, name: String) -> impl Future<Output = Result<Value, ApiError>> + Send;
+    /// `POST /v1/send`: `draft` (the `--message` JSON) delivered now; the answer is `send
+    /// --json`'s report of an email sent, an email not sent is an error (its kind's status) with
+    /// the not-sent report as its [`ApiError::body`].
+    fn send(&self, draft: Value) -> impl Future<Output = Result<Value, ApiError>> + Send;
+    /// `POST /v1/reload`: the settings read and assembled anew and, if they are good, used from
+    /// now on; an `invalid-settings` error (the file refused, the old settings still in use) is
+    /// answered 422.
+    fn reload(&self) -> impl Future<Output = Result<Value, ApiError>> + Send;
+    /// `GET /metrics`: the numbers, which the API writes as Prometheus text.
+    fn metrics(&self) -> impl Future<Output = Result<Metrics, ApiError>> + Send;
+}
+
+/// What `GET /metrics` says, in the Prometheus text format ([`Metrics::to_text`]).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Metrics {
+    /// `scan2x_mail_queue_messages{state}`: how many emails the outbox holds in each state.
+    pub queue: Vec<(String, u64)>,
+    /// `scan2x_mail_attempts_total{sender,outcome}`: attempts made since the service started.
+    pub attempts: std::collections::BTreeMap<(String, String), u64>,
+    /// `scan2x_mail_delivery_seconds`: from submit to delivered, per email delivered.
+    pub delivery_seconds: Histogram,
+}
+
+/// A Prometheus histogram: counts per upper bound (not cumulative here; the text is), their sum.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Histogram {
+    pub bounds: Vec<f64>,
+    /// One count per bound, then one for above every bound.
+    pub counts: Vec<u64>,
+    pub sum: f64,
+}
+
+impl Default for Histogram {
+    /// Bounds for email delivery: a second to a day.
+    fn default() -> Self {
+        Histogram::new(vec![
+            1.0, 5.0, 15.0, 60.0, 300.0, 900.0, 3600.0, 14400.0, 86400.0,
+        ])
+    }
+}
+
+impl Histogram {
+    pub fn new(bounds: Vec<f64>) -> Self {
+        let counts = vec![0; bounds.len() + 1];
+        Histogram {
+            bounds,
+            counts,
+            sum: 0.0,
+        }
+    }
+
+    pub fn observe(&mut self, value: f64) {
+        let i = self
+            .bounds
+            .iter()
+            .position(|b| value <= *b)
+            .unwrap_or(self.bounds.len());
+        self.counts[i] += 1;
+        self.sum += value;
+    }
+
+    pub fn count(&self) -> u64 {
+        self.counts.iter().sum()
+    }
+}
+
+/// A label value escaped as the text format wants (`\`, `"`, newline).
+fn label(value: &str) -> String {
+    value
+        .replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
+
+impl Metrics {
+    /// The Prometheus text exposition format (0.0.4), each metric with `# HELP` and `# TYPE`.
+    pub fn to_text(&self) -> String {
+        use std::fmt::Write as _;
+        let mut out = String::new();
+        out += "# HELP scan2x_mail_queue_messages Emails in the outbox, by state.\n";
+        out += "# TYPE scan2x_mail_queue_messages gauge\n";
+        for (state, n) in &self.queue {
+            let _ = writeln!(
+                out,
+                "scan2x_mail_queue_messages{{state=\"{}\"}} {n}",
+                label(state)
+            );
+        }
+        out += "# HELP scan2x_mail_attempts_total Delivery attempts since the service started, by sender and outcome.\n";
+        out += "# TYPE scan2x_mail_attempts_total counter\n";
+        for ((sender, outcome), n) in &self.attempts {
+            let _ = writeln!(
+                out,
+                "scan2x_mail_attempts_total{{sender=\"{}\",outcome=\"{}\"}} {n}",
+                label(sender),
+                label(outcome)
+            );
+        }
+        let h = &self.delivery_seconds;
+        out += "# HELP scan2x_mail_delivery_seconds Seconds from submit to delivered, per email delivered since the service started.\n";
+        out += "# TYPE scan2x_mail_delivery_seconds histogram\n";
+        let mut cumulative = 0;
+        for (bound, n) in h.bounds.iter().zip(&h.counts) {
+            cumulative += n;
+            let _ = writeln!(
+                out,
+                "scan2x_mail_delivery_seconds_bucket{{le=\"{bound}\"}} {cumulative}"
+            );
+        }
+        let _ = writeln!(
+            out,
+            "scan2x_mail_delivery_seconds_bucket{{le=\"+Inf\"}} {}",
+            h.count()
+        );
+        let _ = writeln!(out, "scan2x_mail_delivery_seconds_sum {}", h.sum);
+        let _ = writeln!(out, "scan2x_mail_delivery_seconds_count {}", h.count());
+        out
+    }
+}
+
+/// The query of `GET /v1/route`: the route command's options.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RouteQuery {
+    pub event: Option<String>,
+    pub sender: Option<String>,
+    pub job: Option<String>,
+    pub job_source: Option<String>,
+    pub job_recipient: Vec<String>,
+}
+
+impl RouteQuery {
+    /// The parameters the query takes.
+    pub const NAMES: [&'static str; 5] = ["event", "sender", "job", "job_source", "job_recipient"];
+
+    /// `query` parsed: percent-decoded (`+` a space), `-` in a name read as `_`; an unknown
+    /// parameter, an empty value, a single one given twice or bad percent-encoding is `usage`.
+    pub fn parse(query: Option<&str>) -> Result<RouteQuery, ApiError> {
+        let mut q = RouteQuery::default();
+        for pair in query.unwrap_or("").split('&').filter(|p| !p.is_empty()) {
+            let (raw_name, raw_value) = pair.split_once('=').unwrap_or((pair, ""));
+            let name = percent_decode(raw_name)?.replace('-', "_");
+            let value = percent_decode(raw_value)?;
+            if !Self::NAMES.contains(&name.as_str()) {
+                return Err(ApiError::new(
+                    "usage",
+                    format!(
+                        "unknown query parameter `{name}`: this endpoint takes {}",
+                        Self::NAMES.join(", ")
+                    ),
+                )
+                .with_field(name));
+            }
+            if value.is_empty() {
+                return Err(
+                    ApiError::new("usage", format!("`{name}` needs a value")).with_field(name)
+                );
+            }
+            let slot = match name.as_str() {
+                "event" => &mut q.event,
+                "sender" => &mut q.sender,
+                "job" => &mut q.job,
+                "job_source" => &mut q.job_source,
+                _ => {
+                    q.job_recipient.push(value);
+                    continue;
+                }
+            };
+            if slot.replace(value).is_some() {
+                return Err(
+                    ApiError::new("usage", format!("`{name}` is given more than once"))
+                        .with_field(name),
+                );
+            }
+        }
+        Ok(q)
+    }
+}
+
+/// A query's `%XX` escapes and `+` decoded; what does not decode to UTF-8 is `usage`.
+fn percent_decode(text: &str) -> Result<String, ApiError> {
+    let bad = || {
+        ApiError::new(
+            "usage",
+            format!("the query has bad percent-encoding: {text}"),
+        )
+    };
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'+' => out.push(b' '),
+            b'%' => {
+                let hex = bytes.get(i + 1..i + 3).ok_or_else(bad)?;
+                let hex = std::str::from_utf8(hex).map_err(|_| bad())?;
+                out.push(u8::from_str_radix(hex, 16).map_err(|_| bad())?);
+                i += 2;
+            }
+            b => out.push(b),
+        }
+        i += 1;
+    }
+    String::from_utf8(out).map_err(|_| bad())
 }
 
 /// How the API behaves.
@@ -245,25 +503,62 @@ struct Shared<B> {
 
 type AppState<B> = Arc<Shared<B>>;
 
+/// The OpenAPI 3.1 document of the API, served at `GET /v1/openapi.json`.
+pub const OPENAPI: &str = include_str!("openapi.json");
+
+/// Every route: its path, whether it needs the token, its methods. The router is made of these,
+/// and the OpenAPI document lists the same (the crate's tests check it).
+fn routes<B: Backend>() -> Vec<(&'static str, bool, MethodRouter<AppState<B>>)> {
+    vec![
+        ("/healthz", false, get(health::<B>)),
+        ("/metrics", true, get(metrics::<B>)),
+        ("/v1/openapi.json", true, get(openapi)),
+        ("/v1/messages", true, post(submit::<B>).get(list::<B>)),
+        (
+            "/v1/messages/{id}",
+            true,
+            get(show::<B>).delete(delete::<B>),
+        ),
+        ("/v1/messages/{id}/retry", true, post(retry::<B>)),
+        ("/v1/senders", true, get(senders::<B>)),
+        ("/v1/senders/{name}/test", true, post(test_sender::<B>)),
+        ("/v1/plugins", true, get(plugins::<B>)),
+        ("/v1/route", true, get(route::<B>)),
+        ("/v1/send", true, post(send::<B>)),
+        ("/v1/reload", true, post(reload::<B>)),
+    ]
+}
+
 /// The API's routes over `backend`.
 pub fn router<B: Backend>(backend: Arc<B>, config: Config) -> Router {
     let limit = config.body_limit;
     let state: AppState<B> = Arc::new(Shared { backend, config });
-    let v1 = Router::new()
-        .route("/v1/messages", post(submit::<B>).get(list::<B>))
-        .route("/v1/messages/{id}", get(show::<B>).delete(delete::<B>))
-        .route("/v1/messages/{id}/retry", post(retry::<B>))
-        .route_layer(middleware::from_fn_with_state(
-            state.clone(),
-            authorize::<B>,
-        ));
-    Router::new()
-        .route("/healthz", get(health::<B>))
-        .merge(v1)
+    let (mut open, mut guarded) = (Router::new(), Router::new());
+    for (path, token, methods) in routes::<B>() {
+        if token {
+            guarded = guarded.route(path, methods);
+        } else {
+            open = open.route(path, methods);
+        }
+    }
+    let guarded = guarded.route_layer(middleware::from_fn_with_state(
+        state.clone(),
+        authorize::<B>,
+    ));
+    open.merge(guarded)
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(limit))
         .with_state(state)
+}
+
+async fn openapi() -> Response {
+    (
+        StatusCode::OK,
+        [(header::CONTENT_TYPE, "application/json")],
+        OPENAPI,
+    )
+        .into_response()
 }
 
 /// Serves the API on `listener` until `shutdown` completes; then stops accepting and lets the
@@ -455,6 +750,70 @@ async fn delete<B: Backend>(
     UrlPath(id): UrlPath<String>,
 ) -> Response {
     answer(state.backend.delete(id).await)
+}
+
+async fn senders<B: Backend>(State(state): State<AppState<B>>) -> Response {
+    answer(state.backend.senders().await)
+}
+
+async fn plugins<B: Backend>(State(state): State<AppState<B>>) -> Response {
+    answer(state.backend.plugins().await)
+}
+
+async fn route<B: Backend>(
+    State(state): State<AppState<B>>,
+    RawQuery(query): RawQuery,
+) -> Response {
+    match RouteQuery::parse(query.as_deref()) {
+        Ok(query) => answer(state.backend.route(query).await),
+        Err(e) => e.into_response(),
+    }
+}
+
+async fn test_sender<B: Backend>(
+    State(state): State<AppState<B>>,
+    UrlPath(name): UrlPath<String>,
+) -> Response {
+    answer(state.backend.test_sender(name).await)
+}
+
+async fn send<B: Backend>(
+    State(state): State<AppState<B>>,
+    body: Result<Bytes, axum::extract::rejection::BytesRejection>,
+) -> Response {
+    let result = async {
+        let body = body_of(body)?;
+        let draft = json_object(&body)?;
+        state.backend.send(draft).await
+    }
+    .await;
+    answer(result)
+}
+
+async fn metrics<B: Backend>(State(state): State<AppState<B>>) -> Response {
+    match state.backend.metrics().await {
+        Ok(metrics) => (
+            StatusCode::OK,
+            [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+            metrics.to_text(),
+        )
+            .into_response(),
+        Err(e) => e.into_response(),
+    }
+}
+
+async fn reload<B: Backend>(State(state): State<AppState<B>>) -> Response {
+    match state.backend.reload().await {
+        Ok(value) => json_response(StatusCode::OK, &value),
+        Err(e) => {
+            let refused = e.kind == "invalid-settings";
+            let mut response = e.into_response();
+            if refused {
+                *response.status_mut() = StatusCode::UNPROCESSABLE_ENTITY;
+            }
+            response
+        }
+    }
 }
 
 #[cfg(test)]

@@ -4,7 +4,10 @@
 //! an unknown field, a body over the bound and an attachment outside the allowed folders are
 //! each refused with the error shape and nothing queued, the service still answering; a
 //! repeated idempotency key gives the same id; SIGTERM exits 0 and loses nothing, a delivery in
-//! flight finishing and its attempt recorded first.
+//! flight finishing and its attempt recorded first. The settings' endpoints answer what
+//! `check`, `plugins`, `route` and `test` print, `/v1/send` sends without the queue (503 for a
+//! server down), `/metrics` counts a delivery, and a reload refuses a broken file (the old
+//! senders still delivering) and takes a good one (the next email to the new server).
 
 use std::io::{BufRead as _, Read as _, Write as _};
 use std::net::TcpStream;
@@ -179,6 +182,23 @@ fn http(
     headers: &[(&str, &str)],
     body: &[u8],
 ) -> (u16, Value) {
+    let (status, body) = http_text(port, method, path, headers, body);
+    let body = if body.trim().is_empty() {
+        Value::Null
+    } else {
+        serde_json::from_str(&body).unwrap_or_else(|e| panic!("not JSON ({e}): {body}"))
+    };
+    (status, body)
+}
+
+/// [`http`], the body as text.
+fn http_text(
+    port: u16,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> (u16, String) {
     let mut stream = TcpStream::connect(("127.0.0.1", port)).unwrap();
     stream.set_read_timeout(Some(DEADLINE)).unwrap();
     let mut head = format!(
@@ -212,12 +232,7 @@ fn http(
         .nth(1)
         .and_then(|s| s.parse().ok())
         .unwrap_or_else(|| panic!("no status in {head:?}"));
-    let body = if body.trim().is_empty() {
-        Value::Null
-    } else {
-        serde_json::from_str(body).unwrap_or_else(|e| panic!("not JSON ({e}): {body}"))
-    };
-    (status, body)
+    (status, body.to_string())
 }
 
 fn email() -> Value {
@@ -296,6 +311,31 @@ fn an_email_posted_is_delivered_by_the_service_with_one_attempt() {
     let received = server.only_received();
     assert_eq!(received.rcpt_tos, ["user@example.test"]);
     assert_eq!(received.parsed().message_id(), Some(message_id.as_str()));
+
+    // The metrics say it: one email delivered, one attempt, one delivery time.
+    let bearer = served.bearer();
+    let (status, metrics) = http_text(
+        served.port,
+        "GET",
+        "/metrics",
+        &[("Authorization", &bearer)],
+        b"",
+    );
+    assert_eq!(status, 200, "{metrics}");
+    for line in [
+        "scan2x_mail_queue_messages{state=\"delivered\"} 1",
+        "scan2x_mail_queue_messages{state=\"queued\"} 0",
+        "scan2x_mail_attempts_total{sender=\"relay\",outcome=\"delivered\"} 1",
+        "scan2x_mail_delivery_seconds_count 1",
+        "scan2x_mail_delivery_seconds_bucket{le=\"+Inf\"} 1",
+    ] {
+        assert!(
+            metrics.lines().any(|l| l == line),
+            "no {line:?} in\n{metrics}"
+        );
+    }
+    let (status, _) = http_text(served.port, "GET", "/metrics", &[], b"");
+    assert_eq!(status, 401, "the metrics need the token");
 
     let (status, missing) = served.call("GET", "/v1/messages/no-such-id", "");
     assert_eq!(
@@ -525,4 +565,227 @@ fn sigterm_during_a_delivery_lets_it_finish_and_records_its_attempt() {
         ["temporary"],
         "the attempt in flight was recorded: {run}"
     );
+}
+
+#[test]
+fn the_settings_endpoints_answer_what_the_commands_print() {
+    let test = "the_settings_endpoints_answer_what_the_commands_print";
+    let Some(server) = SmtpServer::start_or_skip(
+        test,
+        SmtpServerOptions::new().starttls().user(USER, PASSWORD),
+    ) else {
+        return;
+    };
+    let settings = SmtpSender::new(server.starttls_port())
+        .named("relay")
+        .ca_file(&server.ca_file())
+        .toml();
+    let mail = Scan2xMail::new(&settings)
+        .env(PASSWORD_ENV, PASSWORD)
+        .credentials(USER, PASSWORD);
+    let data = mail.dir().join("data");
+    let mut served = Served::start(&mail, &data, &[]);
+
+    for (path, command) in [
+        ("/v1/senders", vec!["check", "--json"]),
+        ("/v1/plugins", vec!["plugins", "--json"]),
+        (
+            "/v1/route?event=saved-scan-copy&job=Scan%201",
+            vec![
+                "route",
+                "--json",
+                "--event",
+                "saved-scan-copy",
+                "--job",
+                "Scan 1",
+            ],
+        ),
+    ] {
+        let run = mail.run(&command);
+        let (status, answer) = served.call("GET", path, "");
+        assert_eq!(status, 200, "{path}: {answer}");
+        assert_eq!(answer, run.json(), "{path} is `{}`", command.join(" "));
+    }
+    // Without the token, none of them.
+    for (method, path) in [
+        ("GET", "/v1/senders"),
+        ("GET", "/v1/plugins"),
+        ("GET", "/v1/route"),
+        ("POST", "/v1/senders/relay/test"),
+        ("POST", "/v1/send"),
+    ] {
+        let (status, answer) = http(served.port, method, path, &[], b"{}");
+        assert_eq!(
+            (status, error_of(&answer).0),
+            (401, "unauthorized"),
+            "{path}"
+        );
+    }
+    // A job recipient the sender may not take: refused as `route` refuses it (exit 3).
+    let (status, answer) = served.call("GET", "/v1/route?job_recipient=a%40example.test", "");
+    let (kind, message) = error_of(&answer);
+    assert_eq!((status, kind), (500, "invalid-settings"), "{answer}");
+    assert!(message.contains("allow_job_recipients"), "{message}");
+    let (status, answer) = served.call("GET", "/v1/route?job_source_sender=x", "");
+    assert_eq!((status, error_of(&answer).0), (400, "usage"), "{answer}");
+    assert_eq!(answer["error"]["field"], "job_source_sender");
+
+    let (status, tested) = served.call("POST", "/v1/senders/relay/test", "");
+    assert_eq!(status, 200, "{tested}");
+    let run = mail.run(["test", "relay", "--json"]);
+    assert_eq!(
+        (&tested["sender"], &tested["plugin"], &tested["ok"]),
+        (&run.json()["sender"], &run.json()["plugin"], &json!(true))
+    );
+    let (status, answer) = served.call("POST", "/v1/senders/nobody/test", "");
+    assert_eq!(
+        (status, error_of(&answer).0),
+        (404, "not-found"),
+        "{answer}"
+    );
+    assert!(error_of(&answer).1.contains("relay"), "{answer}");
+
+    // Sent now, without the queue.
+    let (status, sent) = served.call("POST", "/v1/send", &email().to_string());
+    assert_eq!(status, 200, "{sent}");
+    assert_eq!(sent["sender"], "relay", "{sent}");
+    assert_eq!(
+        sent["receipt"]["accepted"],
+        json!(["user@example.test"]),
+        "{sent}"
+    );
+    let received = server.only_received();
+    assert_eq!(received.rcpt_tos, ["user@example.test"]);
+    let reported = sent["message_id"].as_str().unwrap();
+    assert_eq!(
+        received.parsed().message_id(),
+        Some(reported.trim_start_matches('<').trim_end_matches('>'))
+    );
+    assert!(served.list().is_empty(), "nothing queued by a send");
+    let (status, answer) = served.call("POST", "/v1/send", r#"{"to": ["not an address"]}"#);
+    assert_eq!(
+        (status, error_of(&answer).0),
+        (422, "invalid-message"),
+        "{answer}"
+    );
+
+    let (code, said) = served.stop();
+    assert_eq!(code, 0, "{said}");
+    mail.assert_no_secret_in(&said);
+}
+
+#[test]
+fn a_send_to_a_server_that_is_down_is_503_with_the_not_sent_report() {
+    let (mail, data) = down();
+    let served = Served::start(&mail, &data, &[]);
+    let (status, answer) = served.call("POST", "/v1/send", &email().to_string());
+    assert_eq!(
+        (status, error_of(&answer).0),
+        (503, "temporary"),
+        "{answer}"
+    );
+    assert_eq!(answer["sender"], "relay", "{answer}");
+    assert_eq!(
+        answer["attempts"].as_array().map(Vec::len),
+        Some(1),
+        "{answer}"
+    );
+    assert!(served.list().is_empty(), "nothing queued by a send");
+}
+
+impl Served {
+    /// Waits for a line of stderr that contains `needle`; all of stderr so far if none comes.
+    fn wait_said(&mut self, needle: &str) -> String {
+        let deadline = Instant::now() + DEADLINE;
+        loop {
+            if let Some(line) = self.seen.iter().find(|l| l.contains(needle)) {
+                return line.clone();
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.stderr.recv_timeout(left) {
+                Ok(line) => self.seen.push(line),
+                Err(_) => panic!("serve did not say {needle:?}: {}", self.seen.join("\n")),
+            }
+        }
+    }
+
+    fn hang_up(&self) {
+        let child = self.child.as_ref().unwrap();
+        rustix::process::kill_process(
+            rustix::process::Pid::from_child(child),
+            rustix::process::Signal::HUP,
+        )
+        .unwrap();
+    }
+
+    /// Posts `email()` and waits until it is delivered.
+    fn deliver_one(&self) {
+        let (status, submitted) = self.post(&email(), None);
+        assert_eq!(status, 201, "{submitted}");
+        let id = submitted["id"].as_str().unwrap();
+        let deadline = Instant::now() + DEADLINE;
+        loop {
+            let (_, show) = self.call("GET", &format!("/v1/messages/{id}"), "");
+            if show["state"] == "delivered" {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "not delivered within {DEADLINE:?}: {show}"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+#[test]
+fn a_reload_refuses_a_broken_file_and_takes_a_good_one() {
+    let test = "a_reload_refuses_a_broken_file_and_takes_a_good_one";
+    let options = || SmtpServerOptions::new().starttls().user(USER, PASSWORD);
+    let Some(first) = SmtpServer::start_or_skip(test, options()) else {
+        return;
+    };
+    let Some(second) = SmtpServer::start_or_skip(test, options()) else {
+        return;
+    };
+    let sender = |server: &SmtpServer, name: &str| {
+        SmtpSender::new(server.starttls_port())
+            .named(name)
+            .ca_file(&server.ca_file())
+            .toml()
+    };
+    let mail = Scan2xMail::new(&sender(&first, "relay"))
+        .env(PASSWORD_ENV, PASSWORD)
+        .credentials(USER, PASSWORD);
+    let data = mail.dir().join("data");
+    let mut served = Served::start(&mail, &data, &[]);
+
+    // A broken file: refused by SIGHUP (said on stderr) and by the API (422, the errors said).
+    std::fs::write(mail.settings_path(), "[[senders]\nname = ").unwrap();
+    served.hang_up();
+    served.wait_said("the settings were not reloaded");
+    let (status, answer) = served.call("POST", "/v1/reload", "");
+    assert_eq!(
+        (status, error_of(&answer).0),
+        (422, "invalid-settings"),
+        "{answer}"
+    );
+    served.deliver_one();
+    assert_eq!(first.received().len(), 1, "the old senders keep serving");
+
+    // Fixed, pointing at the second server: the next email goes there.
+    std::fs::write(mail.settings_path(), sender(&second, "relay2")).unwrap();
+    let (status, answer) = served.call("POST", "/v1/reload", "");
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(answer, json!({"reloaded": true, "senders": ["relay2"]}));
+    served.deliver_one();
+    assert_eq!(second.received().len(), 1);
+    assert_eq!(first.received().len(), 1);
+
+    // SIGHUP with a good file is said too.
+    served.hang_up();
+    served.wait_said("settings reloaded: senders relay2");
+    let (code, said) = served.stop();
+    assert_eq!(code, 0, "{said}");
+    mail.assert_no_secret_in(&said);
 }
