@@ -9,6 +9,7 @@
 //! | `tcp` | [`tcp`] | bare lettre only, over connections it opens itself: when `TCP_NODELAY` is set, and whether one rustls `ClientConfig` (TLS 1.3 resumption) is shared (not run by `cargo xtask bench`) |
 //! | `overhead` | [`overhead`] | a fresh `Store` + instance + `send` against bare lettre composing and sending the same email, both to the harness's own SMTP sink ([`sink`]) on loopback (µs), and 1/10/30 MB attachments the same way |
 //! | `startup` | [`startup`] | `scan2x-mail plugins` with an empty and with a warm precompiled cache |
+//! | `per-process` | [`per_process`] | one `scan2x-mail send` process (release, warm cache) through one SMTP sender against a bare lettre program (`bare-send`, `src/bin/bare-send.rs`) sending the same email, both to the [`sink`] on loopback, plaintext and STARTTLS |
 //! | `large` | [`large`] | peak RSS and time of the release binary sending a 30 MB scan through a sender |
 //! | `graph-upload` | [`graph_upload`] | the Graph plugin's 30 MB send (release binary, and in process) against a raw upload of the same bytes to the same server with reqwest: the same requests, the same range size |
 //!
@@ -27,6 +28,7 @@ mod large;
 mod measure;
 mod message;
 mod overhead;
+mod per_process;
 mod plugin;
 mod sink;
 mod startup;
@@ -77,6 +79,14 @@ enum Command {
         #[command(flatten)]
         out: Out,
     },
+    /// One `scan2x-mail send` process against a bare lettre program, the same email to the
+    /// same server.
+    PerProcess {
+        #[command(flatten)]
+        args: per_process::Args,
+        #[command(flatten)]
+        out: Out,
+    },
     /// Peak RSS and time of the release binary sending a large scan through a sender.
     Large {
         #[command(flatten)]
@@ -111,6 +121,7 @@ fn main() -> Result<()> {
         Command::Tcp { args, out } => (rt.block_on(tcp::run(&args))?, out),
         Command::Overhead { args, out } => (rt.block_on(overhead::run(&args))?, out),
         Command::Startup { args, out } => (startup::run(&args)?, out),
+        Command::PerProcess { args, out } => (per_process::run(&args)?, out),
         Command::Large { args, out } => (large::run(&args)?, out),
         Command::GraphUpload { args, out } => (rt.block_on(graph_upload::run(&args))?, out),
     };

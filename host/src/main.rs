@@ -17,7 +17,7 @@ use scan2x_mail::report::{
     ErrorReport, QueueChangeReport, QueueEntry, QueueListReport, QueueRunEmail, QueueRunReport,
     QueueShowReport, Report, SubmitReport, bare_message_id,
 };
-use scan2x_mail::runtime::{Limits, Runtime, cache};
+use scan2x_mail::runtime::{Allocation, Limits, Runtime, cache};
 use scan2x_mail::secret;
 use scan2x_mail_outbox::Outbox;
 
@@ -222,7 +222,14 @@ impl App {
                     .map(PathBuf::from)
             })
             .or_else(cache::default_dir);
-        let runtime = Runtime::new(cache_dir, Limits::default()).map_err(|e| {
+        // `serve` and `queue flush/run` make many plugin calls: the pool pays for itself there.
+        // A one-shot command maps its call or two instead of setting up and tearing down the
+        // pool (≈1 ms of a one-email send; `cargo xtask bench`, part 5).
+        let allocation = match &cli.command {
+            Command::Serve(..) | Command::Queue { .. } => Allocation::Pooled,
+            _ => Allocation::PerCall,
+        };
+        let runtime = Runtime::new_with(cache_dir, Limits::default(), allocation).map_err(|e| {
             Failure::new(
                 FailureKind::Internal,
                 format!("cannot start the plugin runtime: {e:#}"),

@@ -169,39 +169,81 @@ pub struct Runtime {
     limits: Limits,
 }
 
+/// How a runtime gives each call its fresh instance (memories, tables, stack). Either way every
+/// call gets a new instance, under the same limits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Allocation {
+    /// From a pool of slots reserved when the runtime starts and reused across calls (at most
+    /// 100 calls in flight at once): for a process that makes many calls (`serve`, `queue run`,
+    /// the bench's in-process sends), where it saves page faults on every call.
+    #[default]
+    Pooled,
+    /// Mapped for each call and unmapped after it: for a command that makes a call or two and
+    /// exits (`send`, `test`), for which reserving the pool and tearing it down at exit costs
+    /// more (≈1 ms a process, more beside a TLS send) than the pool saves (≈50 µs a call).
+    PerCall,
+}
+
 impl Runtime {
     /// A runtime whose precompiled-plugin cache is `cache_dir`, its entries authenticated with
-    /// the key in [`cache::default_key_file`] (see [`ArtifactCache::open`]).
+    /// the key in [`cache::default_key_file`] (see [`ArtifactCache::open`]), with a pool of
+    /// instances ([`Allocation::Pooled`]).
     pub fn new(cache_dir: Option<PathBuf>, limits: Limits) -> wasmtime::Result<Self> {
+        Self::new_with(cache_dir, limits, Allocation::Pooled)
+    }
+
+    /// [`Runtime::new`], its instances allocated as `allocation` says.
+    pub fn new_with(
+        cache_dir: Option<PathBuf>,
+        limits: Limits,
+        allocation: Allocation,
+    ) -> wasmtime::Result<Self> {
         let key_file = cache::default_key_file();
-        Self::with_cache(
+        Self::build(
             ArtifactCache::open(cache_dir.as_deref(), key_file.as_deref()),
             limits,
+            allocation,
         )
     }
 
     pub fn with_cache(cache: ArtifactCache, limits: Limits) -> wasmtime::Result<Self> {
+        Self::build(cache, limits, Allocation::Pooled)
+    }
+
+    fn build(
+        cache: ArtifactCache,
+        limits: Limits,
+        allocation: Allocation,
+    ) -> wasmtime::Result<Self> {
         let mut config = Config::new();
         config.epoch_interruption(true);
-        config.allocation_strategy(pooling());
-        let engine = match Engine::new(&config) {
-            Ok(engine) => engine,
-            Err(e) => {
-                // The pool reserves address space for every slot up front (no memory, but
-                // terabytes of it), which a process limited in address space (`ulimit -v`)
-                // can't have. Then each call maps just the memory it uses, bounds-checked.
-                tracing::info!(
-                    "the plugin memory pool could not be reserved ({e:#}); each plugin call \
-                     maps its own memory instead, which is slower"
-                );
-                let mut config = Config::new();
-                config
-                    .epoch_interruption(true)
-                    .memory_reservation(0)
-                    .memory_guard_size(0)
-                    .memory_reservation_for_growth(1 << 20);
-                Engine::new(&config)?
+        let engine = match allocation {
+            Allocation::Pooled => {
+                config.allocation_strategy(pooling());
+                match Engine::new(&config) {
+                    Ok(engine) => engine,
+                    Err(e) => {
+                        // The pool reserves address space for every slot up front (no memory,
+                        // but terabytes of it), which a process limited in address space
+                        // (`ulimit -v`) can't have.
+                        tracing::info!(
+                            "the plugin memory pool could not be reserved ({e:#}); each plugin \
+                             call maps its own memory instead, which is slower"
+                        );
+                        Engine::new(&unreserved())?
+                    }
+                }
             }
+            // Nothing is reserved up front here, so a limit on address space would only show
+            // when a call maps its memory (4 GiB of reservation and a guard): read it now.
+            Allocation::PerCall if address_space_is_limited() => {
+                tracing::info!(
+                    "address space is limited (ulimit -v): each plugin call maps only the memory \
+                     it uses, bounds-checked"
+                );
+                Engine::new(&unreserved())?
+            }
+            Allocation::PerCall => Engine::new(&config)?,
         };
         start_epoch_ticker(&engine);
         let mut linker = Linker::<HostState>::new(&engine);
@@ -640,6 +682,28 @@ fn add_wasi_to_linker(linker: &mut Linker<HostState>) -> wasmtime::Result<()> {
     Ok(())
 }
 
+/// Each call maps just the memory it uses, bounds-checked, with no reservation beyond it: for a
+/// process limited in address space.
+fn unreserved() -> Config {
+    let mut config = Config::new();
+    config
+        .epoch_interruption(true)
+        .memory_reservation(0)
+        .memory_guard_size(0)
+        .memory_reservation_for_growth(1 << 20);
+    config
+}
+
+/// Whether this process may map only so much address space (`RLIMIT_AS`, `ulimit -v`).
+fn address_space_is_limited() -> bool {
+    #[cfg(unix)]
+    return rustix::process::getrlimit(rustix::process::Resource::As)
+        .current
+        .is_some();
+    #[cfg(not(unix))]
+    return false;
+}
+
 /// Every call gets a fresh instance; the pooling allocator hands it memory, tables and a stack
 /// from slots reused across calls instead of mapping and unmapping them each time (a fresh
 /// mapping made every call pay page faults for the guest's heap: `cargo xtask bench`, part 2).
@@ -682,6 +746,17 @@ fn start_epoch_ticker(engine: &Engine) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn a_runtime_without_the_pool_loads_and_calls_a_plugin() {
+        let runtime = Runtime::new_with(None, Limits::default(), Allocation::PerCall).unwrap();
+        let smtp = PluginRef::Builtin("smtp".into());
+        for _ in 0..2 {
+            // Each load calls `describe` in a fresh instance, mapped for that call.
+            let plugin = runtime.load(&smtp, None).await.unwrap();
+            assert_eq!(plugin.info.id, "smtp");
+        }
+    }
 
     #[test]
     fn a_call_stopped_while_waiting_on_a_server_is_temporary_and_a_crash_is_not() {

@@ -41,6 +41,11 @@ pub async fn assemble(
             Wanted::Only(name) => s.name == name,
         })
         .collect();
+    if !chosen.is_empty() {
+        // A sender will almost always connect over TLS: the system's roots are read while its
+        // plugin loads, not after (`cargo xtask bench`, part 5).
+        crate::capability::tls::prefetch_system_roots();
+    }
     let mut plugins: BTreeMap<(PluginRef, Option<String>), Result<Arc<Plugin>, String>> =
         BTreeMap::new();
     for s in &chosen {

@@ -222,6 +222,19 @@ fn measure(harness: &Path, binary: &Path, summary: &Path, work: &Path, quick: bo
             if quick { "3" } else { "15" },
         ])?;
     }
+
+    // 5. One `send` per process against a bare lettre program, both to the harness's sink (no
+    // server needed). The bare program is a binary of the harness's package, built above.
+    let bare = harness.with_file_name(format!("bare-send{}", std::env::consts::EXE_SUFFIX));
+    bench(&[
+        "per-process",
+        "--binary",
+        &binary_arg,
+        "--bare",
+        &bare.to_string_lossy(),
+        "--rounds",
+        if quick { "15" } else { "61" },
+    ])?;
     Ok(())
 }
 

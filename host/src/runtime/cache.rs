@@ -8,6 +8,7 @@
 //! |---|---|
 //! | the folder | used only if this user owns it and no one else can write it (checked on the folder actually opened, through a symlink too, and every file then reached relative to that open folder); otherwise there is no cache and every start compiles |
 //! | each entry | authenticated: beside each artifact, `<entry>.hmac` holds HMAC-SHA256 over its entry name and bytes with this installation's key; an entry that does not verify is recompiled, never deserialized. The name binds it to one plugin (the component's sha256) and one engine (wasmtime's compatibility hash) |
+//! | between the check and the use | an entry this user owns and no one else may write is read once for its MAC and then mapped by wasmtime from the same open file (its code runs from the page cache; no second copy, no path resolved again): only this user or root could change it after the check, and either could also read the key and forge a MAC. Any other entry is read into memory, checked, and deserialized from that copy |
 //! | the key | 32 random bytes in a file (0600) outside the cache folder — `$SCAN2X_MAIL_CACHE_KEY_FILE`, else `$XDG_CONFIG_HOME/scan2x-mail/cache.key` or `~/.config/scan2x-mail/cache.key` — in a folder only this user can write; made on first use. No safe place for it: no cache |
 //! | writes | into a new file with an unpredictable name, created exclusively (never through a symlink, mode 0600), then renamed into place: a crash leaves no half-written entry, and a planted symlink is replaced, never written through |
 //!
@@ -111,10 +112,15 @@ impl Key {
     }
 
     /// Whether `tag_hex` is the MAC of entry `name` holding `bytes` (compared in constant time).
+    #[cfg(test)]
     fn verifies(&self, name: &str, bytes: &[u8], tag_hex: &str) -> bool {
-        hex::decode(tag_hex.trim())
-            .is_ok_and(|tag| self.mac(name, bytes).verify_slice(&tag).is_ok())
+        tag_matches(self.mac(name, bytes), tag_hex)
     }
+}
+
+/// Whether `tag_hex` is what `mac` (every byte fed) finalizes to, compared in constant time.
+fn tag_matches(mac: HmacSha256, tag_hex: &str) -> bool {
+    hex::decode(tag_hex.trim()).is_ok_and(|tag| mac.verify_slice(&tag).is_ok())
 }
 
 #[derive(Debug)]
@@ -240,14 +246,18 @@ impl ArtifactCache {
 impl Open {
     fn read(&self, engine: &Engine, label: &str, name: &str) -> Option<Component> {
         let path = self.folder.path().join(name);
-        let bytes = match self.folder.read(name, None) {
-            Ok(bytes) => bytes,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return None,
-            Err(e) => {
+        let cannot_read = |e: std::io::Error| {
+            if e.kind() != std::io::ErrorKind::NotFound {
                 tracing::warn!(
                     "plugin {label}: cache entry {} cannot be read ({e}); recompiling",
                     path.display()
                 );
+            }
+        };
+        let file = match self.folder.open(name) {
+            Ok(file) => file,
+            Err(e) => {
+                cannot_read(e);
                 return None;
             }
         };
@@ -263,23 +273,77 @@ impl Open {
             );
             return None;
         };
-        if !self.key.verifies(name, &bytes, &tag) {
+        let not_authenticated = || {
             tracing::warn!(
                 "plugin {label}: cache entry {} is not authenticated by this installation's key \
                  (changed, or not written here); recompiling",
                 path.display()
             );
-            return None;
-        }
-        // SAFETY: wasmtime requires that deserialized bytes come from `Component::serialize` of
-        // a trusted engine. These do: their MAC, just verified, was made with this
-        // installation's key (kept outside the cache folder, readable only by this user) over
-        // this entry's name and bytes, and only `write` below makes such MACs, over what
-        // `Component::serialize` returned for a component this host compiled. The name carries
-        // the component's sha256 and the engine's compatibility hash, so these bytes are this
-        // plugin's, compiled for an engine like this one.
-        #[allow(unsafe_code)]
-        let component = unsafe { Component::deserialize(engine, &bytes) };
+        };
+        // Mapped: the artifact's bytes are hashed as they are read, through a small buffer, and
+        // wasmtime then maps the same open file. Only for a file no one but this user can write
+        // (see the module's table); and if mapping fails, the copy below is tried.
+        let mapped = match folder::only_this_user_can_write(&file) {
+            true => {
+                let mut mac = self.key.mac(name, &[]);
+                if let Err(e) = folder::each_piece(&file, |piece| mac.update(piece)) {
+                    cannot_read(e);
+                    return None;
+                }
+                if !tag_matches(mac, &tag) {
+                    not_authenticated();
+                    return None;
+                }
+                // SAFETY: as for the copy below: the bytes just hashed carry this
+                // installation's MAC over this entry's name, so they are what `write` stored for
+                // a component this host compiled. wasmtime maps the same file (the open file,
+                // reached again through the process's own descriptor, not by its path), which
+                // only this user (or root) may write: anyone who could change it after the check
+                // could also read the key and forge the MAC. Entries are never rewritten in
+                // place (`write` renames a new file over them), so this host doesn't either.
+                #[allow(unsafe_code)]
+                let component =
+                    unsafe { Component::deserialize_file(engine, folder::reopen_path(&file)) };
+                component
+                    .inspect_err(|e| {
+                        tracing::debug!(
+                            "plugin {label}: cache entry {} could not be mapped ({e:#}); \
+                             copying it instead",
+                            path.display()
+                        );
+                    })
+                    .ok()
+            }
+            false => None,
+        };
+        let component = match mapped {
+            Some(component) => Ok(component),
+            None => {
+                let bytes = match self.folder.read(name, None) {
+                    Ok(bytes) => bytes,
+                    Err(e) => {
+                        cannot_read(e);
+                        return None;
+                    }
+                };
+                if !tag_matches(self.key.mac(name, &bytes), &tag) {
+                    not_authenticated();
+                    return None;
+                }
+                // SAFETY: wasmtime requires that deserialized bytes come from
+                // `Component::serialize` of a trusted engine. These do: their MAC, just
+                // verified, was made with this installation's key (kept outside the cache
+                // folder, readable only by this user) over this entry's name and bytes, and only
+                // `write` below makes such MACs, over what `Component::serialize` returned for a
+                // component this host compiled. The name carries the component's sha256 and the
+                // engine's compatibility hash, so these bytes are this plugin's, compiled for an
+                // engine like this one. They are a copy in this process's memory: nothing can
+                // change them between the check and the use.
+                #[allow(unsafe_code)]
+                let component = unsafe { Component::deserialize(engine, &bytes) };
+                component
+            }
+        };
         match component {
             Ok(component) => {
                 tracing::info!("plugin {label}: loaded precompiled {}", path.display());
@@ -475,6 +539,11 @@ mod folder {
             }
         }
 
+        /// File `name`, opened for reading (never through a symlink).
+        pub fn open(&self, name: &str) -> std::io::Result<File> {
+            self.open_file(name)
+        }
+
         fn open_file(&self, name: &str) -> std::io::Result<File> {
             let flags = OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
             Ok(File::from(rustix::fs::openat(
@@ -564,6 +633,47 @@ mod folder {
         }
     }
 
+    /// Whether `file` is a regular file this user owns that neither group nor others may write:
+    /// then only this user (or root) can change its bytes.
+    pub fn only_this_user_can_write(file: &File) -> bool {
+        file.metadata().is_ok_and(|meta| {
+            meta.is_file()
+                && meta.uid() == rustix::process::geteuid().as_raw()
+                && meta.mode() & 0o022 == 0
+        })
+    }
+
+    /// `file`'s bytes from its start, handed to `each` a piece at a time (a piece small enough to
+    /// be in the CPU's cache still when `each` reads it).
+    pub fn each_piece(file: &File, mut each: impl FnMut(&[u8])) -> std::io::Result<()> {
+        use std::os::unix::fs::FileExt as _;
+        let mut piece = vec![0u8; 128 << 10];
+        let mut at = 0;
+        loop {
+            match file.read_at(&mut piece, at) {
+                Ok(0) => return Ok(()),
+                Ok(n) => {
+                    each(&piece[..n]);
+                    at += n as u64;
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    /// A path that opens `file` itself again (the open file, not whatever its name now is):
+    /// the process's own descriptor for it.
+    pub fn reopen_path(file: &File) -> PathBuf {
+        use std::os::fd::AsRawFd as _;
+        let fd = file.as_raw_fd();
+        if cfg!(target_os = "linux") {
+            PathBuf::from(format!("/proc/self/fd/{fd}"))
+        } else {
+            PathBuf::from(format!("/dev/fd/{fd}"))
+        }
+    }
+
     fn check_owner(path: &Path, meta: &std::fs::Metadata) -> Result<(), NotUsed> {
         let me = rustix::process::geteuid().as_raw();
         if meta.uid() != me {
@@ -587,6 +697,18 @@ mod folder {
     #[derive(Debug)]
     pub enum Folder {}
 
+    pub fn only_this_user_can_write(_: &std::fs::File) -> bool {
+        false
+    }
+
+    pub fn each_piece(_: &std::fs::File, _: impl FnMut(&[u8])) -> std::io::Result<()> {
+        Err(std::io::ErrorKind::Unsupported.into())
+    }
+
+    pub fn reopen_path(_: &std::fs::File) -> std::path::PathBuf {
+        std::path::PathBuf::new()
+    }
+
     impl Folder {
         pub fn open_private(_: &Path) -> Result<Folder, NotUsed> {
             Err(NotUsed::Unsupported)
@@ -598,6 +720,9 @@ mod folder {
             match *self {}
         }
         pub fn read(&self, _: &str, _: Option<u64>) -> std::io::Result<Vec<u8>> {
+            match *self {}
+        }
+        pub fn open(&self, _: &str) -> std::io::Result<std::fs::File> {
             match *self {}
         }
         pub fn read_private(&self, _: &str, _: u64) -> Result<Vec<u8>, NotUsed> {
@@ -756,6 +881,63 @@ mod tests {
             folder.read("planted", None).is_err(),
             "a read never follows a symlink either"
         );
+    }
+
+    #[test]
+    fn an_entry_only_this_user_can_write_is_mapped_another_copied_and_a_changed_one_recompiled() {
+        let root = tempfile::tempdir().unwrap();
+        let dir = private_dir(root.path(), "cache");
+        let keys = private_dir(root.path(), "keys");
+        let cache = ArtifactCache::open(Some(&dir), Some(&keys.join("cache.key")));
+        let engine = Engine::default();
+        let (_, wasm) = crate::runtime::builtin::BUILTIN_PLUGINS
+            .iter()
+            .min_by_key(|(_, bytes)| bytes.len())
+            .unwrap();
+        let sha = sha256_hex(wasm);
+        let entry = dir.join(ArtifactCache::entry_name(&engine, &sha));
+        let load = || cache.load_or_compile(&engine, "test", wasm, &sha).unwrap();
+        // Whether the component's code is a mapping of the entry's file, while it is alive.
+        let mapped = || {
+            let maps = fs::read_to_string("/proc/self/maps").unwrap();
+            maps.lines().any(|l| l.ends_with(&*entry.to_string_lossy()))
+        };
+
+        assert!(matches!(load().1, CacheOutcome::Compiled { .. }));
+        let (component, outcome) = load();
+        assert_eq!(outcome, CacheOutcome::Loaded);
+        if cfg!(target_os = "linux") {
+            assert!(mapped(), "an entry only this user can write is mapped");
+        }
+        drop(component);
+
+        chmod(&entry, 0o620);
+        let (component, outcome) = load();
+        assert_eq!(
+            outcome,
+            CacheOutcome::Loaded,
+            "a group-writable entry is copied"
+        );
+        if cfg!(target_os = "linux") {
+            assert!(
+                !mapped(),
+                "… and never mapped: its group could change it after the check"
+            );
+        }
+        drop(component);
+
+        for mode in [0o600, 0o620] {
+            let mut bytes = fs::read(&entry).unwrap();
+            let middle = bytes.len() / 2;
+            bytes[middle] ^= 1;
+            fs::write(&entry, &bytes).unwrap();
+            chmod(&entry, mode);
+            assert!(
+                matches!(load().1, CacheOutcome::Compiled { .. }),
+                "a changed entry (mode {mode:o}) is recompiled, mapped or not"
+            );
+            assert_eq!(load().1, CacheOutcome::Loaded, "and its new entry is used");
+        }
     }
 
     #[test]
