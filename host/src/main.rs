@@ -7,7 +7,6 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::Parser;
-use serde_json::Value;
 
 use scan2x_mail::cli::{Cli, Command, QueueCommand, SubmitArgs};
 use scan2x_mail::commands;
@@ -102,17 +101,6 @@ struct App {
     stdout_failed: std::cell::RefCell<Option<std::io::Error>>,
 }
 
-/// Every string of `value` redacted, before it is serialized: so no escaping JSON adds can hide a
-/// secret's spelling from the redactor.
-fn redact_json(value: &mut Value) {
-    match value {
-        Value::String(text) => secret::redact_in_place(text),
-        Value::Array(items) => items.iter_mut().for_each(redact_json),
-        Value::Object(map) => map.values_mut().for_each(redact_json),
-        _ => {}
-    }
-}
-
 impl App {
     /// Prints what the run ended with, once, and gives its exit code. A report goes to stdout,
     /// as JSON or text; the failure its exit code says beside it (partly sent, not sent) goes to
@@ -174,7 +162,7 @@ impl App {
 
     fn print_json(&self, report: &impl serde::Serialize) {
         let mut value = serde_json::to_value(report).expect("JSON of plain values");
-        redact_json(&mut value);
+        secret::redact_json(&mut value);
         let text = serde_json::to_string_pretty(&value).expect("JSON of plain values");
         self.write_out(&secret::redact(&text));
     }

@@ -113,6 +113,18 @@ pub fn redact_in_place(text: &mut String) {
     }
 }
 
+/// Every string of `value` redacted, before it is serialized: so no escaping JSON adds can hide a
+/// secret's spelling from the redactor. The CLI's `--json` and the API's answers go through it.
+pub fn redact_json(value: &mut serde_json::Value) {
+    use serde_json::Value;
+    match value {
+        Value::String(text) => redact_in_place(text),
+        Value::Array(items) => items.iter_mut().for_each(redact_json),
+        Value::Object(map) => map.values_mut().for_each(redact_json),
+        _ => {}
+    }
+}
+
 /// Every spelling of `value` the host may produce, each at least [`MIN_LEN`] long.
 fn spellings(value: &str) -> Vec<String> {
     let mut first = vec![value.to_string(), imap_quoted(value)];

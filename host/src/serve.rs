@@ -84,20 +84,10 @@ type SharedStats = Arc<std::sync::Mutex<Stats>>;
 /// refused.
 type ReloadReply = oneshot::Sender<Result<Vec<String>, Failure>>;
 
-/// Every string of `value` redacted, as the CLI's `--json` output is.
-fn redact_json(value: &mut Value) {
-    match value {
-        Value::String(text) => secret::redact_in_place(text),
-        Value::Array(items) => items.iter_mut().for_each(redact_json),
-        Value::Object(map) => map.values_mut().for_each(redact_json),
-        _ => {}
-    }
-}
-
 fn to_json(report: &impl serde::Serialize) -> Result<Value, ApiError> {
     let mut value = serde_json::to_value(report)
         .map_err(|e| ApiError::new("internal", format!("the report as JSON: {e}")))?;
-    redact_json(&mut value);
+    secret::redact_json(&mut value);
     Ok(value)
 }
 

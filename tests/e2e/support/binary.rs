@@ -179,23 +179,7 @@ impl Scan2xMail {
                 sh
             }
         };
-        command
-            .arg("--config")
-            .arg(self.settings_path())
-            .arg("--cache-dir")
-            .arg(self.cache_dir())
-            .args(&args)
-            .current_dir(self.dir())
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
-        for key in CLEARED_ENV {
-            command.env_remove(key);
-        }
-        command.env("SCAN2X_MAIL_CACHE_KEY_FILE", self.cache_key_file());
-        for (key, value) in &self.env {
-            command.env(key, value);
-        }
+        self.prepare(&mut command, &args);
         let shown = format!(
             "scan2x-mail {}",
             args.iter()
@@ -258,16 +242,13 @@ impl Scan2xMail {
 }
 
 impl Scan2xMail {
-    /// Start `scan2x-mail --config settings.toml --cache-dir cache ARGS…` in the background, as
-    /// [`Scan2xMail::run`] would run it (the same environment), stdout and stderr piped: for a
-    /// long-running command (`serve`). The caller stops it and checks its output with
-    /// [`Scan2xMail::assert_no_secret_in`].
-    pub fn spawn<I, S>(&self, args: I) -> std::process::Child
+    /// `command` given the arguments, folder, pipes and environment every run has: the settings
+    /// and cache flags, then `args`; the cleared variables, the test's key file and its `env`.
+    fn prepare<I, S>(&self, command: &mut Command, args: I)
     where
         I: IntoIterator<Item = S>,
         S: AsRef<OsStr>,
     {
-        let mut command = Command::new(BINARY);
         command
             .arg("--config")
             .arg(self.settings_path())
@@ -285,6 +266,19 @@ impl Scan2xMail {
         for (key, value) in &self.env {
             command.env(key, value);
         }
+    }
+
+    /// Start `scan2x-mail --config settings.toml --cache-dir cache ARGS…` in the background, as
+    /// [`Scan2xMail::run`] would run it (the same environment), stdout and stderr piped: for a
+    /// long-running command (`serve`). The caller stops it and checks its output with
+    /// [`Scan2xMail::assert_no_secret_in`].
+    pub fn spawn<I, S>(&self, args: I) -> std::process::Child
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<OsStr>,
+    {
+        let mut command = Command::new(BINARY);
+        self.prepare(&mut command, args);
         command
             .spawn()
             .unwrap_or_else(|e| panic!("start {BINARY}: {e}"))
