@@ -63,3 +63,17 @@ pub fn emit(section: &str, out: &Path) -> Result<()> {
     file.write_all(section.as_bytes())?;
     Ok(())
 }
+
+/// The SMTP server a subcommand sends to: on 127.0.0.1, with or without STARTTLS.
+#[derive(clap::Args)]
+pub struct Server {
+    /// The server's port on 127.0.0.1.
+    #[arg(long)]
+    pub port: u16,
+    /// STARTTLS (required) on every connection.
+    #[arg(long)]
+    pub starttls: bool,
+    /// A CA certificate (PEM) to trust besides the system's.
+    #[arg(long, value_name = "FILE")]
+    pub ca: Option<String>,
+}

@@ -7,20 +7,13 @@ use std::sync::Arc;
 use anyhow::Result;
 
 use crate::bare::{Bare, ByHand, FreshTls, HandTls, Nodelay, run_lettre};
-use crate::measure::median;
+use crate::measure::{Server, median};
 use crate::message::{compose_natively, message};
 
 #[derive(clap::Args)]
 pub struct Args {
-    /// The server's port on 127.0.0.1.
-    #[arg(long)]
-    port: u16,
-    /// STARTTLS on every connection.
-    #[arg(long)]
-    starttls: bool,
-    /// A CA certificate (PEM) to trust besides the system's.
-    #[arg(long, value_name = "FILE")]
-    ca: Option<String>,
+    #[command(flatten)]
+    server: Server,
     #[arg(long, default_value_t = 200)]
     sends: usize,
     /// Sends at a time.
@@ -34,14 +27,13 @@ pub struct Args {
 /// STARTTLS, with TLS parameters per connection and shared: what a delayed ACK costs where.
 pub async fn run(args: &Args) -> Result<String> {
     let Args {
-        port,
-        starttls,
         sends,
         concurrency,
         rounds,
         ..
     } = *args;
-    let ca = args.ca.as_deref();
+    let Server { port, starttls, .. } = args.server;
+    let ca = args.server.ca.as_deref();
     let raw = Arc::new(compose_natively(&message(0, 28 * 1024))?);
     let nodelays = [Nodelay::Never, Nodelay::FromStart, Nodelay::AfterHandshake];
     let mut sides = Vec::new();

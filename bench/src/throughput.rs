@@ -9,21 +9,14 @@ use lettre::transport::smtp::client::{Certificate, Tls, TlsParameters};
 use lettre::{AsyncSmtpTransport, Tokio1Executor};
 
 use crate::bare::{Bare, ByHand, FreshTls, HandTls, Nodelay, run_lettre};
-use crate::measure::{Scratch, median};
+use crate::measure::{Scratch, Server, median};
 use crate::message::{compose_natively, message};
 use crate::plugin::{run_plugin, smtp_sender, smtp_toml};
 
 #[derive(clap::Args)]
 pub struct Args {
-    /// The server's port on 127.0.0.1.
-    #[arg(long)]
-    port: u16,
-    /// STARTTLS (required) on every side.
-    #[arg(long)]
-    starttls: bool,
-    /// A CA certificate (PEM) to trust besides the system's.
-    #[arg(long, value_name = "FILE")]
-    ca: Option<String>,
+    #[command(flatten)]
+    server: Server,
     #[arg(long, default_value_t = 1000)]
     sends: usize,
     /// The concurrent sends of the second row.
@@ -59,14 +52,13 @@ impl Only {
 
 pub async fn run(args: &Args) -> Result<String> {
     let Args {
-        port,
-        starttls,
         sends,
         concurrency,
         rounds,
         ..
     } = *args;
-    let ca = args.ca.as_deref();
+    let Server { port, starttls, .. } = args.server;
+    let ca = args.server.ca.as_deref();
     let label = args.label.as_str();
     let pdf_bytes = 28 * 1024;
 
