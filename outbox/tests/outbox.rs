@@ -1010,3 +1010,33 @@ fn two_processes_on_one_folder_never_claim_the_same_email() {
     let outbox = env.open();
     assert_eq!(outbox.list(Some(State::Sending)).unwrap().len(), total);
 }
+
+#[test]
+fn an_idempotency_key_over_256_bytes_is_refused_and_nothing_is_queued() {
+    let env = Env::new();
+    let outbox = env.open();
+    let mut sub = email(&["a@example.test"]);
+    sub.idempotency_key = Some("k".repeat(257));
+    let err = outbox.submit(sub).unwrap_err();
+    assert!(err.to_string().contains("1 to 256 bytes"), "{err}");
+    let mut sub = email(&["a@example.test"]);
+    sub.idempotency_key = Some("k".repeat(256));
+    outbox.submit(sub).unwrap();
+    assert_eq!(outbox.list(None).unwrap().len(), 1);
+}
+
+#[test]
+fn a_servers_words_are_kept_to_4000_characters_per_attempt() {
+    let env = Env::new();
+    let outbox = env.open();
+    let id = outbox.submit(email(&["a@example.test"])).unwrap().id;
+    claim_one(&outbox);
+    let flood = "é".repeat(1 << 20);
+    outbox
+        .record(&id, Attempt::temporary("smtp", flood, None))
+        .unwrap();
+    let attempts = outbox.show(&id).unwrap().attempts;
+    assert_eq!(attempts.len(), 1);
+    assert!(attempts[0].detail.chars().count() <= 4001, "kept whole");
+    assert!(attempts[0].detail.starts_with("éé"));
+}
