@@ -8,6 +8,7 @@
 //! | `store.rs` | [`Outbox`]: open, submit, claim, record, list/show, retry/hold/release/delete/purge |
 //! | `schema.rs` | the SQLite database: WAL, `synchronous=FULL`, the schema and its `user_version` steps |
 //! | `spool.rs` | attachments copied into `spool/<id>/<n>` and synced; orphans swept; folders removed |
+//! | `owner.rs` | who holds a claim: each handle's locked file in `owners/`, alive or gone |
 //! | `policy.rs` | [`RetryPolicy`]: backoff, Retry-After floor, lifetime (pure arithmetic) |
 //! | `attempt.rs` | [`Attempt`], [`Outcome`], per-recipient verdicts: what a delivery says |
 //! | `model.rs` | [`Submission`], [`Claimed`], [`State`], [`Summary`], [`Detail`], [`Options`] |
@@ -18,7 +19,7 @@
 //! # The data folder
 //!
 //! `Outbox::open(dir)` creates `dir` (0700 on Unix) with `outbox.sqlite3` (and its `-wal`,
-//! `-shm`) and `spool/`. Several handles, in one process or several, may open the same folder:
+//! `-shm`), `spool/` and `owners/`. Several handles, in one process or several, may open the same folder:
 //! every write is one `BEGIN IMMEDIATE` transaction, so they take turns and no email is claimed
 //! twice.
 //!
@@ -53,10 +54,24 @@
 //!   [`Claimed::pinned_sender`] is set and the deliverer must not fail over to another sender.
 //!   A pin is never moved (the first uncertain sender stays). It is not held for the
 //!   administrator, who can still `hold` it.
-//! - **crash**: a claim whose lease ran out (the process delivering it stopped) returns to
-//!   `queued`, due at once, with an `interrupted` attempt — at `open` and at every claim. It is
-//!   then delivered once; the only window for a duplicate is between a server's final
-//!   acceptance and the commit that records it.
+//! - **crash**: a claim whose handle is gone (the process delivering it stopped, even by
+//!   `kill -9`) returns to `queued`, due at once, with an `interrupted` attempt — at the next
+//!   `open` or claim of any handle on the folder, without waiting for its lease. So does a claim
+//!   whose lease ran out (its handle overran it). It is then delivered once; the only window for
+//!   a duplicate is between a server's final acceptance and the commit that records it.
+//!
+//! # Who holds a claim
+//!
+//! Each handle registers itself at `open` as an owner: `owners/<id>` in the data folder, a file
+//! it keeps locked (`flock`, `LockFileEx`) for as long as it lives, and each claim it makes
+//! carries that id (`claimed_by`). The operating system drops a lock when its process ends,
+//! however it ends, so a claim whose owner's file is unlocked or missing belongs to a process
+//! that is gone, and nothing of its delivery can still be running. A claim of a live handle is
+//! left alone until its lease ends. Dropping a handle gives its claims up too (its file is
+//! removed): record through the handle that claimed. `open` removes the files of owners that are
+//! gone. Where the file system cannot lock, the handle says so once and its claims come back
+//! only when their lease ends. Never delete `owners/` under a running process: its claims
+//! would be given back while it still delivers them.
 //!
 //! Every attempt is a row: time, sender, outcome, detail, Retry-After; senders a failover passed
 //! over in the same delivery ([`Attempt::passed_over`]) are `temporary` rows before it, counted
@@ -93,6 +108,7 @@ mod clock;
 mod deliver;
 mod error;
 mod model;
+mod owner;
 mod policy;
 mod schema;
 mod spool;

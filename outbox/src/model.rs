@@ -234,8 +234,9 @@ pub struct Detail {
 #[derive(Debug, Clone)]
 pub struct Options {
     pub retry: RetryPolicy,
-    /// How long a claim holds an email. Longer than the host's whole-call time limit, or a slow
-    /// delivery could be claimed a second time. Default 15 minutes.
+    /// How long a claim of a live handle holds an email. Longer than the host's whole-call time
+    /// limit, or a slow delivery could be claimed a second time. Default 15 minutes. A claim of
+    /// a handle that is gone (its process stopped) comes back at once, whatever its lease.
     pub lease: Duration,
     /// The bound on one email's attachments, all together. Default 100 MiB.
     pub max_message_bytes: u64,

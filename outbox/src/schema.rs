@@ -71,6 +71,10 @@ const MIGRATIONS: &[&str] = &[
         PRIMARY KEY (message, number)
     ) STRICT;
     "#,
+    // 1 → 2: who holds a claim, so a claim of a process that is gone is given back at once
+    r#"
+    ALTER TABLE messages ADD COLUMN claimed_by TEXT;  -- while `sending`: the owner, `owners/<id>`
+    "#,
 ];
 
 /// The schema version this build writes.

@@ -5,7 +5,7 @@
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use rusqlite::{Connection, OptionalExtension, Transaction, TransactionBehavior, params};
 use sha2::{Digest, Sha256};
@@ -17,6 +17,7 @@ use crate::model::{
     AttemptRecord, Claimed, Detail, Options, RecipientRecord, RecipientState, SpooledAttachment,
     State, Submission, Submitted, Summary,
 };
+use crate::owner::{self, Liveness, Owner};
 use crate::policy::{Next, next_attempt};
 use crate::schema;
 use crate::spool::{Spool, create_private_dir};
@@ -34,6 +35,9 @@ pub struct Outbox {
     spool: Spool,
     clock: Arc<dyn Clock>,
     options: Options,
+    /// This handle as the owner of its claims (`owners/<id>`, locked while it lives); `None`
+    /// where the file system cannot lock, and then only the lease gives a claim back.
+    owner: Option<Owner>,
 }
 
 impl std::fmt::Debug for Outbox {
@@ -51,9 +55,10 @@ impl Outbox {
     }
 
     /// Opens (creating) the outbox in `dir`: the folder (0700 on Unix), `outbox.sqlite3` (WAL,
-    /// `synchronous=FULL`, migrated), `spool/`. Then sweeps spool entries no row names (a crash
-    /// between a copy and its commit) and gives back to the queue every claim whose lease is over
-    /// (a crash during a delivery).
+    /// `synchronous=FULL`, migrated), `spool/`, and this handle's file in `owners/` (locked while
+    /// the handle lives). Then sweeps spool entries no row names (a crash between a copy and its
+    /// commit) and the files of owners that are gone, and gives back to the queue every claim
+    /// whose handle is gone or whose lease is over (a crash during a delivery).
     pub fn open_with(
         dir: impl AsRef<Path>,
         options: Options,
@@ -66,16 +71,28 @@ impl Outbox {
         })?;
         let spool = Spool::open(&dir)?;
         let conn = schema::open(&dir, options.busy_timeout)?;
-        let outbox = Self {
+        let mut outbox = Self {
             dir,
             conn: Mutex::new(conn),
             spool,
             clock,
             options,
+            owner: None,
         };
+        // Under the write lock, so another process's sweep never sees this file before it is
+        // locked.
+        outbox.owner = outbox.write(|tx| {
+            let owner = Owner::register(tx.dir).map_err(|source| OutboxError::DataDir {
+                dir: tx.dir.join(owner::OWNERS_DIR),
+                source,
+            })?;
+            let mine = owner.as_ref().map(|o| o.id.clone());
+            owner::sweep(tx.dir, |name| Some(name) == mine.as_deref());
+            Ok(owner)
+        })?;
         outbox.sweep_spool()?;
         let now = outbox.now_ms();
-        outbox.write(|tx| requeue_expired(tx, now))?;
+        outbox.write(|tx| requeue_abandoned(tx, now))?;
         Ok(outbox)
     }
 
@@ -116,6 +133,7 @@ impl Outbox {
             tx: &tx,
             dir: &self.dir,
             spool: &self.spool,
+            owner: self.owner.as_ref().map(|o| o.id.as_str()),
         })?;
         tx.commit().map_err(self.db())?;
         Ok(out)
@@ -129,6 +147,7 @@ impl Outbox {
             tx: &tx,
             dir: &self.dir,
             spool: &self.spool,
+            owner: self.owner.as_ref().map(|o| o.id.as_str()),
         })?;
         tx.commit().map_err(self.db())?;
         Ok(out)
@@ -251,8 +270,9 @@ impl Outbox {
     }
 
     /// Claims up to `limit` emails due now: each becomes `sending` under a lease of
-    /// [`Options::lease`], in one transaction, so no other claimant (thread or process) gets it.
-    /// Claims whose lease is over are given back to the queue first.
+    /// [`Options::lease`], owned by this handle, in one transaction, so no other claimant
+    /// (thread or process) gets it. Claims whose handle is gone or whose lease is over are given
+    /// back to the queue first.
     pub fn claim_due(&self, limit: usize) -> Result<Vec<Claimed>> {
         let now = self.now_ms();
         self.claim(now, now, limit)
@@ -262,7 +282,7 @@ impl Outbox {
     pub(crate) fn claim(&self, now: i64, cutoff: i64, limit: usize) -> Result<Vec<Claimed>> {
         let lease_end = now.saturating_add(dur_ms(self.options.lease));
         self.write(|tx| {
-            requeue_expired(tx, now)?;
+            requeue_abandoned(tx, now)?;
             let ids: Vec<String> = {
                 let mut stmt = tx
                     .tx
@@ -280,8 +300,9 @@ impl Outbox {
             for id in ids {
                 tx.tx
                     .execute(
-                        "UPDATE messages SET state = 'sending', locked_until = ?2 WHERE id = ?1",
-                        params![id, lease_end],
+                        "UPDATE messages SET state = 'sending', locked_until = ?2, claimed_by = ?3
+                         WHERE id = ?1",
+                        params![id, lease_end, tx.owner],
                     )
                     .map_err(tx.db())?;
                 claimed.push(tx.claimed(&id, lease_end)?);
@@ -588,6 +609,42 @@ impl Outbox {
         Ok(())
     }
 
+    /// Extends a claim the caller still holds to a new lease of [`Options::lease`] from now:
+    /// `held_until` is the end the caller knows ([`Claimed::locked_until`], or what the last
+    /// renewal returned). Returns the new end, or none when the claim is no longer the caller's
+    /// (an attempt was recorded, or its lease ran out and it was given back or claimed anew). A
+    /// delivery that may take longer than one lease (waiting for its sender's turn, say) renews
+    /// it as it goes; a process that dies stops renewing, and its claims come back as before.
+    pub fn renew(&self, id: &str, held_until: SystemTime) -> Result<Option<SystemTime>> {
+        let end = self.now_ms().saturating_add(dur_ms(self.options.lease));
+        let changed = self.write(|tx| {
+            tx.tx
+                .execute(
+                    "UPDATE messages SET locked_until = ?3
+                     WHERE id = ?1 AND state = 'sending' AND locked_until = ?2",
+                    params![id, to_ms(held_until), end],
+                )
+                .map_err(tx.db())
+        })?;
+        Ok((changed == 1).then(|| from_ms(end)))
+    }
+
+    /// Gives a claim back untried: the email is queued again as it was (due when it was due, no
+    /// attempt recorded), for a delivery that stopped before any sender was called. False when
+    /// the claim is no longer the caller's (see [`Outbox::renew`]).
+    pub fn hand_back(&self, id: &str, held_until: SystemTime) -> Result<bool> {
+        let changed = self.write(|tx| {
+            tx.tx
+                .execute(
+                    "UPDATE messages SET state = 'queued', locked_until = NULL
+                     WHERE id = ?1 AND state = 'sending' AND locked_until = ?2",
+                    params![id, to_ms(held_until)],
+                )
+                .map_err(tx.db())
+        })?;
+        Ok(changed == 1)
+    }
+
     /// Removes delivered emails (rows and spool files) delivered at least `older_than` ago;
     /// returns how many.
     pub fn purge_delivered(&self, older_than: Duration) -> Result<usize> {
@@ -630,6 +687,8 @@ struct Tx<'a> {
     tx: &'a Transaction<'a>,
     dir: &'a Path,
     spool: &'a Spool,
+    /// The id this handle's claims carry.
+    owner: Option<&'a str>,
 }
 
 type SummaryRow = (
@@ -885,22 +944,44 @@ impl Tx<'_> {
     }
 }
 
-/// Claims whose lease is over go back to the queue, due now, with an `interrupted` attempt: the
-/// process delivering them stopped (or overran its lease). Past its lifetime, such an email is
-/// `failed` instead. Returns how many.
-fn requeue_expired(tx: &Tx<'_>, now: i64) -> Result<usize> {
-    let expired: Vec<(String, i64)> = {
+/// Claims whose handle is gone (its process stopped: its file in `owners/` is unlocked or
+/// missing) or whose lease is over (the handle overran it, or the file system cannot lock) go
+/// back to the queue, due now, with an `interrupted` attempt. Past its lifetime, such an email
+/// is `failed` instead. A claim of a live handle within its lease is left alone. Returns how
+/// many.
+fn requeue_abandoned(tx: &Tx<'_>, now: i64) -> Result<usize> {
+    let sending: Vec<(String, i64, bool, Option<String>)> = {
         let mut stmt = tx
             .tx
-            .prepare("SELECT id, expires_at FROM messages WHERE state = 'sending' AND locked_until <= ?1")
+            .prepare(
+                "SELECT id, expires_at, locked_until <= ?1, claimed_by FROM messages
+                 WHERE state = 'sending'",
+            )
             .map_err(tx.db())?;
-        stmt.query_map([now], |r| Ok((r.get(0)?, r.get(1)?)))
+        stmt.query_map([now], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))
             .map_err(tx.db())?
             .collect::<rusqlite::Result<_>>()
             .map_err(tx.db())?
     };
-    for (id, expires_at) in &expired {
-        let detail = "the claim's lease ran out before an outcome was recorded (the process delivering it stopped)";
+    let mut owners = std::collections::HashMap::new();
+    let mut requeued = 0;
+    for (id, expires_at, lease_over, claimed_by) in &sending {
+        let gone = match claimed_by.as_deref() {
+            Some(by) if Some(by) != tx.owner => {
+                *owners
+                    .entry(by)
+                    .or_insert_with(|| owner::liveness(tx.dir, by))
+                    == Liveness::Gone
+            }
+            _ => false,
+        };
+        let detail = if gone {
+            "the process delivering it stopped before an outcome was recorded"
+        } else if *lease_over {
+            "the claim's lease ran out before an outcome was recorded (the process delivering it stopped or overran it)"
+        } else {
+            continue;
+        };
         tx.append_attempt(id, now, "", "interrupted", detail, None)?;
         if now >= *expires_at {
             tx.finish(
@@ -912,17 +993,21 @@ fn requeue_expired(tx: &Tx<'_>, now: i64) -> Result<usize> {
         } else {
             tx.tx
                 .execute(
-                    "UPDATE messages SET state = 'queued', locked_until = NULL, next_attempt_at = ?2 WHERE id = ?1",
+                    "UPDATE messages SET state = 'queued', locked_until = NULL, claimed_by = NULL,
+                         next_attempt_at = ?2
+                     WHERE id = ?1",
                     params![id, now],
                 )
                 .map_err(tx.db())?;
         }
         tracing::info!(
             id,
-            "outbox: a claim's lease ran out; the email is queued again"
+            detail,
+            "outbox: a claim was given back; the email is queued again"
         );
+        requeued += 1;
     }
-    Ok(expired.len())
+    Ok(requeued)
 }
 
 /// The recipients, each once, in order; and the submission's other checks.

@@ -103,7 +103,7 @@ fn open_makes_a_private_folder_with_a_wal_database_and_a_spool() {
     let version: i64 = conn
         .query_row("PRAGMA user_version", [], |r| r.get(0))
         .unwrap();
-    assert_eq!(version, 1);
+    assert_eq!(version, 2);
 }
 
 #[test]
@@ -119,7 +119,7 @@ fn a_database_from_a_newer_build_is_refused_with_both_versions() {
             err,
             OutboxError::NewerSchema {
                 found: 7,
-                known: 1,
+                known: 2,
                 ..
             }
         ),
@@ -582,39 +582,136 @@ fn every_recipient_refused_for_good_is_failed() {
 }
 
 #[test]
-fn a_lease_that_runs_out_after_a_crash_is_queued_again_and_delivered_once() {
+fn a_claim_of_a_live_handle_is_left_alone_until_its_lease_runs_out_then_delivered_once() {
     let env = Env::new();
-    let outbox = env.open();
-    let id = outbox.submit(email(&["a@example.test"])).unwrap().id;
-    let claimed = claim_one(&outbox);
+    let stuck = env.open();
+    let id = stuck.submit(email(&["a@example.test"])).unwrap().id;
+    let claimed = claim_one(&stuck);
     assert_eq!(
         claimed.locked_until.duration_since(env.now()).unwrap(),
         15 * MIN
     );
-    drop(outbox); // the process dies mid-delivery
 
-    // restarted within the lease: the claim may still be live elsewhere, so it is left alone
+    // another handle within the lease: the claim is live, so it is left alone
     env.clock.advance(MIN);
-    let outbox = env.open();
-    assert_eq!(outbox.show(&id).unwrap().summary.state, State::Sending);
-    assert!(outbox.claim_due(10).unwrap().is_empty());
-    drop(outbox);
+    let other = env.open();
+    assert_eq!(other.show(&id).unwrap().summary.state, State::Sending);
+    assert!(other.claim_due(10).unwrap().is_empty());
 
-    // restarted after the lease: queued again at open, due at once
+    // after the lease: queued again at the next claim (the holder overran it), due at once
     env.clock.advance(15 * MIN);
-    let outbox = env.open();
-    assert_eq!(outbox.show(&id).unwrap().summary.state, State::Queued);
-    let again = claim_one(&outbox);
+    let again = claim_one(&other);
     assert_eq!(again.id, id);
     assert_eq!(again.message_id, claimed.message_id);
     assert_eq!(
-        outbox
+        other
             .record(&id, Attempt::delivered("smtp", "250"))
             .unwrap(),
         State::Delivered
     );
     env.clock.advance(Duration::from_secs(86_400));
+    assert!(other.claim_due(10).unwrap().is_empty());
+    let attempts = other.show(&id).unwrap().attempts;
+    let outcomes: Vec<&str> = attempts.iter().map(|a| a.outcome.as_str()).collect();
+    assert_eq!(outcomes, ["interrupted", "delivered"]);
+    assert!(
+        attempts[0].detail.contains("lease ran out"),
+        "{}",
+        attempts[0].detail
+    );
+    drop(stuck);
+}
+
+#[test]
+fn a_claim_of_a_dropped_handle_is_queued_again_at_the_next_open_without_waiting_for_its_lease() {
+    let env = Env::new();
+    let outbox = env.open();
+    let id = outbox.submit(email(&["a@example.test"])).unwrap().id;
+    let claimed = claim_one(&outbox);
+    drop(outbox); // the handle, and any delivery it made, is gone
+
+    env.clock.advance(Duration::from_secs(1));
+    let outbox = env.open();
+    assert_eq!(outbox.show(&id).unwrap().summary.state, State::Queued);
+    let again = claim_one(&outbox);
+    assert_eq!(
+        (again.id.as_str(), again.message_id.as_str()),
+        (id.as_str(), claimed.message_id.as_str())
+    );
+    let attempts = outbox.show(&id).unwrap().attempts;
+    assert_eq!(attempts.len(), 1);
+    assert_eq!(attempts[0].outcome, "interrupted");
+    assert!(
+        attempts[0].detail.contains("process delivering it stopped"),
+        "{}",
+        attempts[0].detail
+    );
+}
+
+/// Run by `a_claim_of_a_killed_process_is_queued_again_at_once_and_its_file_swept` in a child
+/// process (this test binary, re-executed): claims one email, says so, and is killed while it
+/// holds it. Does nothing when run by the test runner.
+#[test]
+fn child_process_claim_and_hang() {
+    let (Some(dir), Some(out)) = (
+        std::env::var_os("OUTBOX_TEST_HANG_DIR"),
+        std::env::var_os("OUTBOX_TEST_OUT"),
+    ) else {
+        return;
+    };
+    let outbox = Outbox::open_with(
+        &dir,
+        Options::default(),
+        Arc::new(ManualClock::at_a_fixed_instant()),
+    )
+    .unwrap();
+    let claimed = outbox.claim_due(1).unwrap();
+    fs::write(&out, claimed[0].id.as_bytes()).unwrap();
+    loop {
+        std::thread::sleep(Duration::from_secs(1));
+    }
+}
+
+#[test]
+fn a_claim_of_a_killed_process_is_queued_again_at_once_and_its_file_swept() {
+    let env = Env::new();
+    let setup = env.open();
+    let id = setup.submit(email(&["a@example.test"])).unwrap().id;
+    drop(setup);
+    let out = env.tmp.path().join("claimed");
+    let mut child = std::process::Command::new(std::env::current_exe().unwrap())
+        .args([
+            "--exact",
+            "child_process_claim_and_hang",
+            "--test-threads=1",
+        ])
+        .env("OUTBOX_TEST_HANG_DIR", env.data())
+        .env("OUTBOX_TEST_OUT", &out)
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while fs::read_to_string(&out).unwrap_or_default() != id {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the child did not claim within 30 s"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let owners = || fs::read_dir(env.data().join("owners")).unwrap().count();
+
+    // alive and holding it: another handle leaves it alone
+    let outbox = env.open();
+    assert_eq!(outbox.show(&id).unwrap().summary.state, State::Sending);
     assert!(outbox.claim_due(10).unwrap().is_empty());
+    assert_eq!(owners(), 2, "the child's file and this handle's");
+
+    // SIGKILL: no destructor runs, its file stays, unlocked; the next claim gives the email
+    // back at once (the same clock instant: no lease has run out)
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let again = claim_one(&outbox);
+    assert_eq!(again.id, id);
     let outcomes: Vec<String> = outbox
         .show(&id)
         .unwrap()
@@ -622,7 +719,15 @@ fn a_lease_that_runs_out_after_a_crash_is_queued_again_and_delivered_once() {
         .into_iter()
         .map(|a| a.outcome)
         .collect();
-    assert_eq!(outcomes, ["interrupted", "delivered"]);
+    assert_eq!(outcomes, ["interrupted"]);
+    assert_eq!(owners(), 2, "a claim does not sweep");
+    drop(outbox);
+    let _outbox = env.open();
+    assert_eq!(
+        owners(),
+        1,
+        "only the live handle's file is left after an open"
+    );
 }
 
 #[test]
@@ -962,7 +1067,16 @@ fn child_process_claim_worker() {
         }
         mine.extend(batch.into_iter().map(|c| c.id));
     }
-    fs::write(out, mine.join("\n")).unwrap();
+    // written whole, then named: the parent reads it once it exists
+    let part = Path::new(&out).with_extension("part");
+    fs::write(&part, mine.join("\n")).unwrap();
+    fs::rename(&part, &out).unwrap();
+    // alive until the parent has both lists: a process that is gone gives its claims back,
+    // and the other would claim them again
+    let done = Path::new(&out).with_file_name("done");
+    while !done.exists() {
+        std::thread::sleep(Duration::from_millis(2));
+    }
 }
 
 #[test]
@@ -993,6 +1107,15 @@ fn two_processes_on_one_folder_never_claim_the_same_email() {
     // both children opened the outbox (or are about to) before either claims
     std::thread::sleep(Duration::from_millis(300));
     fs::write(env.tmp.path().join("go"), b"").unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while !children.iter().all(|(_, out)| out.exists()) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the claiming processes did not finish within 60 s"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    fs::write(env.tmp.path().join("done"), b"").unwrap();
     let mut all = Vec::new();
     for (mut child, out) in children {
         assert!(child.wait().unwrap().success(), "a claiming process failed");
@@ -1007,8 +1130,11 @@ fn two_processes_on_one_folder_never_claim_the_same_email() {
         all.len()
     );
     assert_eq!(unique.len(), total);
+    // both processes ended without recording: each claim is given back once, at this open
     let outbox = env.open();
-    assert_eq!(outbox.list(Some(State::Sending)).unwrap().len(), total);
+    let queued = outbox.list(Some(State::Queued)).unwrap();
+    assert_eq!(queued.len(), total);
+    assert!(queued.iter().all(|s| s.attempts == 1), "{queued:?}");
 }
 
 #[test]
@@ -1039,4 +1165,46 @@ fn a_servers_words_are_kept_to_4000_characters_per_attempt() {
     assert_eq!(attempts.len(), 1);
     assert!(attempts[0].detail.chars().count() <= 4001, "kept whole");
     assert!(attempts[0].detail.starts_with("éé"));
+}
+
+#[test]
+fn a_renewed_claim_outlives_its_first_lease_and_a_lost_one_cannot_be_renewed() {
+    let env = Env::new();
+    let outbox = env.open();
+    let id = outbox.submit(email(&["a@example.test"])).unwrap().id;
+    let claimed = claim_one(&outbox);
+    env.clock.advance(10 * MIN);
+    let renewed = outbox.renew(&id, claimed.locked_until).unwrap().unwrap();
+    assert_eq!(renewed.duration_since(env.now()).unwrap(), 15 * MIN);
+    // Past the first lease, within the renewed one: still claimed, not handed to another.
+    env.clock.advance(10 * MIN);
+    assert!(outbox.claim_due(10).unwrap().is_empty());
+    assert_eq!(outbox.show(&id).unwrap().summary.state, State::Sending);
+    // The old end is no longer the claim's: a stale renewal changes nothing.
+    assert_eq!(outbox.renew(&id, claimed.locked_until).unwrap(), None);
+
+    // Not renewed again: the lease runs out, the email is claimed anew, the old holder lost it.
+    env.clock.advance(10 * MIN);
+    let again = claim_one(&outbox);
+    assert_eq!(outbox.renew(&id, renewed).unwrap(), None);
+    assert!(!outbox.hand_back(&id, renewed).unwrap());
+    assert!(outbox.renew(&id, again.locked_until).unwrap().is_some());
+}
+
+#[test]
+fn a_claim_handed_back_is_queued_as_it_was_without_an_attempt() {
+    let env = Env::new();
+    let outbox = env.open();
+    let id = outbox.submit(email(&["a@example.test"])).unwrap().id;
+    let claimed = claim_one(&outbox);
+    assert!(outbox.hand_back(&id, claimed.locked_until).unwrap());
+    let detail = outbox.show(&id).unwrap();
+    assert_eq!(detail.summary.state, State::Queued);
+    assert!(detail.attempts.is_empty(), "{:?}", detail.attempts);
+    assert_eq!(detail.summary.attempts, 0);
+    // Due at once, by the next claimant (a moment later).
+    env.clock.advance(Duration::from_secs(1));
+    assert_eq!(claim_one(&outbox).id, id);
+    // A second hand-back of the first, stale claim changes nothing.
+    assert!(!outbox.hand_back(&id, claimed.locked_until).unwrap());
 }
