@@ -207,12 +207,37 @@ impl Api {
         }
         Ok(())
     }
+
+    /// The files uploaded with a submit, as attachments after the draft's own, in upload order:
+    /// each its staged path with the part's filename and, when the part gave one, its type
+    /// (else guessed from the filename, as for a path). They are in the data folder, not read
+    /// for the caller, so `--attachments-from` does not apply to them.
+    fn add_uploads(draft: &mut Draft, uploads: &scan2x_mail_service::Uploads) {
+        draft
+            .attachments
+            .extend(uploads.files().iter().map(|u| AttachmentSpec::Detailed {
+                path: u.path.clone(),
+                filename: Some(u.filename.clone()),
+                content_type: u.content_type.clone(),
+            }));
+    }
+
+    /// Where a submit's uploads are staged: `<data folder>/uploads`.
+    fn upload_root(&self) -> PathBuf {
+        self.outbox.dir().join("uploads")
+    }
 }
 
 impl Backend for Api {
-    async fn submit(&self, body: Value, key: Option<String>) -> Result<Value, ApiError> {
+    async fn submit(
+        &self,
+        body: Value,
+        uploads: scan2x_mail_service::Uploads,
+        key: Option<String>,
+    ) -> Result<Value, ApiError> {
         let mut draft = draft_of(body)?;
         self.check_attachments(&mut draft)?;
+        Self::add_uploads(&mut draft, &uploads);
         let (config, outbox) = (self.config.clone(), self.outbox.clone());
         let settings = self
             .settings
@@ -220,7 +245,7 @@ impl Backend for Api {
             .unwrap_or_else(|e| e.into_inner())
             .clone();
         let submitted = blocking(move || {
-            queue::submit_with(
+            let submitted = queue::submit_with(
                 &config,
                 Some(&settings),
                 &outbox,
@@ -228,7 +253,10 @@ impl Backend for Api {
                 key,
                 FailureKind::InvalidMessage,
             )
-            .map_err(api_error)
+            .map_err(api_error);
+            // The outbox has copied the uploads into its spool (or refused them): unstage them.
+            drop(uploads);
+            submitted
         })
         .await?;
         if !submitted.duplicate {
@@ -239,6 +267,10 @@ impl Backend for Api {
             message_id: bare_message_id(&submitted.message_id),
             duplicate: submitted.duplicate,
         })
+    }
+
+    fn upload_dir(&self) -> PathBuf {
+        self.upload_root()
     }
 
     async fn get(&self, id: String) -> Result<Value, ApiError> {

@@ -23,9 +23,13 @@
 //! | `POST /v1/reload` | 200 `{reloaded: true, senders}`; 422 `invalid-settings` when the file is refused |
 //!
 //! `POST /v1/messages` takes the `--message` JSON as its body (an object; unknown fields are
-//! refused by the host) and an optional `Idempotency-Key` header. Every `/v1` request (and
-//! `/metrics`) needs
-//! `Authorization: Bearer <token>` ([`Token`]). Bodies are bounded ([`Config::body_limit`]).
+//! refused by the host) and an optional `Idempotency-Key` header; or, as
+//! `multipart/form-data`, that JSON as a part named `message` and files as parts named
+//! `attachment`, streamed to disk as they arrive (the [`upload`] module; attached after the
+//! JSON's own attachment paths, in upload order). Every `/v1` request (and `/metrics`) needs
+//! `Authorization: Bearer <token>` ([`Token`]). Bodies are bounded ([`Config::body_limit`]; a
+//! multipart body by [`Config::upload_limit`], [`Config::max_uploads`] and
+//! [`Config::max_filename_bytes`] too).
 //!
 //! `GET /v1/route` takes the route command's options as query parameters (percent-encoded;
 //! `job_recipient` repeatable, `-` or `_` in the names): an unknown one is `usage` (400).
@@ -42,12 +46,13 @@
 //!
 //! | kind | status |
 //! |---|---|
-//! | `usage` (a malformed request: not JSON, a wrong type, an unknown field or query parameter, an attachment path not allowed) | 400 |
+//! | `usage` (a malformed request: not JSON, a wrong type, an unknown field, part or query parameter, an attachment path or filename not allowed) | 400 |
 //! | `unauthorized` (no token, or the wrong one) | 401 |
 //! | `not-found` (no such email, no such endpoint) | 404 |
 //! | `method-not-allowed` | 405 |
 //! | `conflict` (the email is in the wrong state for the request) | 409 |
-//! | `too-large` (a body over the bound) | 413 |
+//! | `too-large` (a body over the bound; a multipart body's part, files or count over theirs) | 413 |
+//! | `unsupported-type` (a `multipart/*` body other than `multipart/form-data`) | 415 |
 //! | `invalid-message` (an address, an attachment, the size: what `submit` exits 4 for) | 422 |
 //! | `rejected` (the server refused the email for good) | 422 |
 //! | `denied` (the sandbox refused the sender that destination) | 403 |
@@ -58,17 +63,22 @@
 
 use std::future::Future;
 use std::io;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use axum::Router;
 use axum::body::Bytes;
-use axum::extract::{DefaultBodyLimit, Path as UrlPath, RawQuery, Request, State};
+use axum::extract::{
+    DefaultBodyLimit, FromRequest as _, Path as UrlPath, RawQuery, Request, State,
+};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{MethodRouter, get, post};
 use serde_json::{Value, json};
+
+pub mod upload;
+pub use upload::{Upload, Uploads};
 
 /// What the API reports when a request fails: the host's failure kind (or one of the API's own,
 /// see the crate's table), a message for the caller, and the request's field at fault if known.
@@ -129,6 +139,7 @@ pub fn status_of(kind: &str) -> StatusCode {
         "method-not-allowed" => StatusCode::METHOD_NOT_ALLOWED,
         "conflict" => StatusCode::CONFLICT,
         "too-large" => StatusCode::PAYLOAD_TOO_LARGE,
+        "unsupported-type" => StatusCode::UNSUPPORTED_MEDIA_TYPE,
         "invalid-message" | "rejected" => StatusCode::UNPROCESSABLE_ENTITY,
         "denied" => StatusCode::FORBIDDEN,
         "auth-failed" | "plugin-failed" | "uncertain" => StatusCode::BAD_GATEWAY,
@@ -170,14 +181,21 @@ fn json_response(status: StatusCode, value: &Value) -> Response {
 /// same value `--json` prints) or an [`ApiError`]. The calls may block on the outbox: the host
 /// moves them off the async threads itself.
 pub trait Backend: Send + Sync + 'static {
-    /// `POST /v1/messages`: `draft` is the request body (a JSON object, the `--message` JSON),
-    /// `idempotency_key` the `Idempotency-Key` header. The answer is the submit report; its
-    /// `duplicate` field decides 200 (true) or 201.
+    /// `POST /v1/messages`: `draft` is the request body (a JSON object, the `--message` JSON)
+    /// or its `message` part, `uploads` the files of its `attachment` parts (none for a JSON
+    /// body), attached after the draft's own attachments in their order, `idempotency_key` the
+    /// `Idempotency-Key` header. The answer is the submit report; its `duplicate` field decides
+    /// 200 (true) or 201. The staged files are removed when `uploads` is dropped: keep it until
+    /// they are copied.
     fn submit(
         &self,
         draft: Value,
+        uploads: Uploads,
         idempotency_key: Option<String>,
     ) -> impl Future<Output = Result<Value, ApiError>> + Send;
+    /// The folder uploaded files are staged in, one folder per request, inside the data folder;
+    /// made when first needed. [`serve`] clears what a crash left there when it starts.
+    fn upload_dir(&self) -> PathBuf;
     /// `GET /v1/messages/{id}`: `queue show --json`.
     fn get(&self, id: String) -> impl Future<Output = Result<Value, ApiError>> + Send;
     /// `GET /v1/messages?state=…`: `queue list --json`.
@@ -406,17 +424,33 @@ fn percent_decode(text: &str) -> Result<String, ApiError> {
 pub struct Config {
     /// The bearer token every `/v1` request must carry ([`Token`]).
     pub token: Token,
-    /// The largest request body taken, in bytes; above it: 413. Default 1 MiB.
+    /// The largest request body taken, in bytes, and the largest `message` part of a multipart
+    /// body; above it: 413. Default 1 MiB.
     pub body_limit: usize,
+    /// The most bytes the `attachment` parts of one multipart body may hold together; above it:
+    /// 413. Default 100 MiB, the outbox's bound on one email's attachments
+    /// (`Options::max_message_bytes`).
+    pub upload_limit: u64,
+    /// The most `attachment` parts in one multipart body; one more: 413. Default 100.
+    pub max_uploads: usize,
+    /// The longest filename of an `attachment` part, in bytes (its last component, the only
+    /// part taken); longer: 400. Default 255, what common file systems take.
+    pub max_filename_bytes: usize,
 }
 
 impl Config {
     pub const DEFAULT_BODY_LIMIT: usize = 1024 * 1024;
+    pub const DEFAULT_UPLOAD_LIMIT: u64 = 100 * 1024 * 1024;
+    pub const DEFAULT_MAX_UPLOADS: usize = 100;
+    pub const DEFAULT_MAX_FILENAME_BYTES: usize = 255;
 
     pub fn new(token: Token) -> Self {
         Self {
             token,
             body_limit: Self::DEFAULT_BODY_LIMIT,
+            upload_limit: Self::DEFAULT_UPLOAD_LIMIT,
+            max_uploads: Self::DEFAULT_MAX_UPLOADS,
+            max_filename_bytes: Self::DEFAULT_MAX_FILENAME_BYTES,
         }
     }
 }
@@ -562,13 +596,21 @@ async fn openapi() -> Response {
 }
 
 /// Serves the API on `listener` until `shutdown` completes; then stops accepting and lets the
-/// requests in flight finish.
+/// requests in flight finish. First it clears the upload folder of what a crash left there
+/// ([`upload::clear_stale`]).
 pub async fn serve<B: Backend>(
     listener: tokio::net::TcpListener,
     backend: Arc<B>,
     config: Config,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> io::Result<()> {
+    let root = backend.upload_dir();
+    let cleared = tokio::task::spawn_blocking(move || upload::clear_stale(&root))
+        .await
+        .unwrap_or(0);
+    if cleared > 0 {
+        tracing::info!("removed {cleared} upload folders a crash left");
+    }
     axum::serve(listener, router(backend, config))
         .with_graceful_shutdown(shutdown)
         .await
@@ -661,32 +703,72 @@ pub fn json_object(body: &[u8]) -> Result<Value, ApiError> {
     Ok(value)
 }
 
-async fn submit<B: Backend>(
-    State(state): State<AppState<B>>,
-    headers: HeaderMap,
-    body: Result<Bytes, axum::extract::rejection::BytesRejection>,
-) -> Response {
-    let result = async {
-        let body = body_of(body)?;
-        let draft = json_object(&body)?;
-        let key = match headers.get("idempotency-key") {
-            None => None,
-            Some(v) => Some(
-                v.to_str()
-                    .ok()
-                    .filter(|k| !k.trim().is_empty())
-                    .ok_or_else(|| {
-                        ApiError::new(
-                            "usage",
-                            "the Idempotency-Key header must be non-empty visible ASCII",
-                        )
-                        .with_field("Idempotency-Key")
-                    })?
-                    .trim()
-                    .to_string(),
+/// The `Idempotency-Key` header, trimmed; one that is empty or not visible ASCII is `usage`.
+fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
+    let Some(v) = headers.get("idempotency-key") else {
+        return Ok(None);
+    };
+    let key = v
+        .to_str()
+        .ok()
+        .filter(|k| !k.trim().is_empty())
+        .ok_or_else(|| {
+            ApiError::new(
+                "usage",
+                "the Idempotency-Key header must be non-empty visible ASCII",
+            )
+            .with_field("Idempotency-Key")
+        })?;
+    Ok(Some(key.trim().to_string()))
+}
+
+/// The boundary of a `multipart/form-data` body; none for any other body (read as JSON). Any
+/// other `multipart/*` type is `unsupported-type` (415).
+fn multipart_boundary(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
+    let Some(value) = headers.get(header::CONTENT_TYPE) else {
+        return Ok(None);
+    };
+    let text = value.to_str().unwrap_or_default();
+    let essence = text
+        .split(';')
+        .next()
+        .unwrap_or_default()
+        .trim()
+        .to_ascii_lowercase();
+    if essence == "multipart/form-data" {
+        multer::parse_boundary(text).map(Some).map_err(|e| {
+            ApiError::new(
+                "usage",
+                format!("Content-Type multipart/form-data needs a boundary parameter: {e}"),
+            )
+        })
+    } else if essence.starts_with("multipart/") {
+        Err(ApiError::new(
+            "unsupported-type",
+            format!(
+                "Content-Type {essence}: this endpoint takes application/json or \
+                 multipart/form-data"
             ),
+        ))
+    } else {
+        Ok(None)
+    }
+}
+
+async fn submit<B: Backend>(State(state): State<AppState<B>>, request: Request) -> Response {
+    let result = async {
+        let key = idempotency_key(request.headers())?;
+        let (draft, uploads) = match multipart_boundary(request.headers())? {
+            Some(boundary) => {
+                let root = state.backend.upload_dir();
+                upload::read(&state.config, &root, request.into_body(), boundary).await?
+            }
+            None => {
+                let body = body_of(Bytes::from_request(request, &()).await)?;
+                (json_object(&body)?, Uploads::default())
+            }
         };
-        state.backend.submit(draft, key).await
+        state.backend.submit(draft, uploads, key).await
     }
     .await;
     match result {

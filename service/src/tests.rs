@@ -1,7 +1,8 @@
 //! The router over a fake backend, without a socket: the token, the statuses, the error shape,
-//! the body bound, the query.
+//! the body bound, the query, the multipart body and its bounds.
 
 use std::sync::Mutex;
+use std::time::Duration;
 
 use axum::body::Body;
 use axum::http::{Method, Request as HttpRequest};
@@ -10,12 +11,41 @@ use tower::ServiceExt as _;
 
 use super::*;
 
-#[derive(Default)]
+/// An upload as the backend found it: filename, type, the staged bytes.
+type Seen = (String, Option<String>, Vec<u8>);
+
 struct Fake {
     submitted: Mutex<Vec<(Value, Option<String>)>>,
+    /// Per submit, each upload as the backend found it.
+    uploaded: Mutex<Vec<Vec<Seen>>>,
     routed: Mutex<Vec<RouteQuery>>,
     sent: Mutex<Vec<Value>>,
     reloads: Mutex<usize>,
+    /// The data folder uploads are staged in.
+    data: tempfile::TempDir,
+}
+
+impl Default for Fake {
+    fn default() -> Self {
+        Fake {
+            submitted: Mutex::default(),
+            uploaded: Mutex::default(),
+            routed: Mutex::default(),
+            sent: Mutex::default(),
+            reloads: Mutex::default(),
+            data: tempfile::tempdir().unwrap(),
+        }
+    }
+}
+
+impl Fake {
+    /// What the upload folder holds: nothing once every request is done.
+    fn staged(&self) -> Vec<PathBuf> {
+        match std::fs::read_dir(self.upload_dir()) {
+            Ok(entries) => entries.map(|e| e.unwrap().path()).collect(),
+            Err(_) => Vec::new(),
+        }
+    }
 }
 
 impl Backend for Fake {
@@ -42,10 +72,29 @@ impl Backend for Fake {
             _ => Ok(json!({"reloaded": true, "senders": ["office"]})),
         }
     }
-    async fn submit(&self, draft: Value, key: Option<String>) -> Result<Value, ApiError> {
+    fn upload_dir(&self) -> PathBuf {
+        self.data.path().join("uploads")
+    }
+    async fn submit(
+        &self,
+        draft: Value,
+        uploads: Uploads,
+        key: Option<String>,
+    ) -> Result<Value, ApiError> {
         if draft.get("bogus").is_some() {
             return Err(ApiError::new("usage", "unknown field `bogus`").with_field("bogus"));
         }
+        let files = uploads
+            .files()
+            .iter()
+            .map(|u| {
+                let bytes = std::fs::read(&u.path).unwrap();
+                assert_eq!(bytes.len() as u64, u.size);
+                assert!(u.path.starts_with(self.upload_dir()), "{:?}", u.path);
+                (u.filename.clone(), u.content_type.clone(), bytes)
+            })
+            .collect();
+        self.uploaded.lock().unwrap().push(files);
         let mut all = self.submitted.lock().unwrap();
         let duplicate = key.is_some() && all.iter().any(|(_, k)| *k == key);
         if !duplicate {
@@ -585,6 +634,14 @@ async fn the_openapi_document_has_every_route_and_method_and_no_other() {
         "bearer"
     );
     assert!(doc["components"]["schemas"]["Error"]["properties"]["error"].is_object());
+    let upload = &doc["paths"]["/v1/messages"]["post"]["requestBody"]["content"]["multipart/form-data"]
+        ["schema"];
+    assert_eq!(upload["required"], json!(["message"]));
+    assert_eq!(
+        upload["properties"]["attachment"]["maxItems"],
+        Config::DEFAULT_MAX_UPLOADS,
+        "the document says the bound"
+    );
     let paths = doc["paths"].as_object().unwrap();
     let mut documented: Vec<&str> = paths.keys().map(String::as_str).collect();
     let mut routed: Vec<&str> = routes::<Fake>().iter().map(|(p, _, _)| *p).collect();
@@ -615,4 +672,574 @@ async fn the_openapi_document_has_every_route_and_method_and_no_other() {
     }
     let (s, v) = call(&app, Method::GET, "/v1/openapi.json", Some(TOKEN), "", &[]).await;
     assert_eq!((s, &v), (StatusCode::OK, &doc));
+}
+
+/// One part of a multipart body.
+struct Part<'a> {
+    name: &'a str,
+    filename: Option<&'a str>,
+    content_type: Option<&'a str>,
+    content: &'a [u8],
+}
+
+fn message(json: &str) -> Part<'_> {
+    Part {
+        name: "message",
+        filename: None,
+        content_type: None,
+        content: json.as_bytes(),
+    }
+}
+
+fn file<'a>(filename: &'a str, content_type: Option<&'a str>, content: &'a [u8]) -> Part<'a> {
+    Part {
+        name: "attachment",
+        filename: Some(filename),
+        content_type,
+        content,
+    }
+}
+
+const BOUNDARY: &str = "b0undary-7f3a";
+const EMAIL: &str = r#"{"to":["a@example.test"],"subject":"s"}"#;
+
+fn multipart(parts: &[Part<'_>]) -> Vec<u8> {
+    let mut body = Vec::new();
+    for p in parts {
+        body.extend_from_slice(format!("--{BOUNDARY}\r\n").as_bytes());
+        let mut disposition = format!("Content-Disposition: form-data; name=\"{}\"", p.name);
+        if let Some(f) = p.filename {
+            disposition += &format!("; filename=\"{f}\"");
+        }
+        body.extend_from_slice(disposition.as_bytes());
+        body.extend_from_slice(b"\r\n");
+        if let Some(t) = p.content_type {
+            body.extend_from_slice(format!("Content-Type: {t}\r\n").as_bytes());
+        }
+        body.extend_from_slice(b"\r\n");
+        body.extend_from_slice(p.content);
+        body.extend_from_slice(b"\r\n");
+    }
+    body.extend_from_slice(format!("--{BOUNDARY}--\r\n").as_bytes());
+    body
+}
+
+fn upload_app(fake: Arc<Fake>, edit: impl FnOnce(&mut Config)) -> Router {
+    let mut config = Config::new(Token(TOKEN.into()));
+    config.body_limit = 1000;
+    edit(&mut config);
+    router(fake, config)
+}
+
+async fn post_body(app: &Router, body: Body, extra: &[(&str, &str)]) -> (StatusCode, Value) {
+    let mut request = HttpRequest::builder()
+        .method(Method::POST)
+        .uri("/v1/messages")
+        .header("authorization", format!("Bearer {TOKEN}"))
+        .header(
+            "content-type",
+            format!("multipart/form-data; boundary={BOUNDARY}"),
+        );
+    for (k, v) in extra {
+        request = request.header(*k, *v);
+    }
+    let response = app
+        .clone()
+        .oneshot(request.body(body).unwrap())
+        .await
+        .unwrap();
+    let status = response.status();
+    let bytes = response.into_body().collect().await.unwrap().to_bytes();
+    let value = serde_json::from_slice(&bytes)
+        .unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(&bytes)));
+    (status, value)
+}
+
+async fn post_parts(app: &Router, parts: &[Part<'_>]) -> (StatusCode, Value) {
+    post_body(app, Body::from(multipart(parts)), &[]).await
+}
+
+/// The error's kind and field, and that nothing is left staged.
+#[track_caller]
+fn refused(fake: &Fake, s: StatusCode, v: &Value) -> (StatusCode, String, Option<String>) {
+    assert!(fake.staged().is_empty(), "left staged: {:?}", fake.staged());
+    (
+        s,
+        kind(v).to_string(),
+        v["error"]["field"].as_str().map(str::to_string),
+    )
+}
+
+#[tokio::test]
+async fn a_multipart_submit_hands_over_its_files_in_order_then_unstages_them() {
+    let fake = Arc::new(Fake::default());
+    let app = upload_app(fake.clone(), |_| {});
+    // Bytes that look like the boundary and CRLFs must come through as they are.
+    let pdf: Vec<u8> = b"%PDF-1.7\r\n--b0undary-7f3\r\n"
+        .iter()
+        .copied()
+        .chain((0..=255u8).cycle().take(70_000))
+        .collect();
+    let json = r#"{"to":["a@example.test"],"subject":"s","attachments":["/in/cover.txt"]}"#;
+    let body = multipart(&[
+        file("scan.pdf", Some("application/pdf"), &pdf),
+        message(json),
+        file("notes.txt", Some("application/octet-stream"), b"notes"),
+        file("empty.dat", None, b""),
+    ]);
+    let key = [("idempotency-key", "job-7")];
+    let (s, v) = post_body(&app, Body::from(body.clone()), &key).await;
+    assert_eq!(s, StatusCode::CREATED, "{v}");
+    assert!(fake.staged().is_empty(), "{:?}", fake.staged());
+    {
+        let submitted = fake.submitted.lock().unwrap();
+        assert_eq!(submitted[0].0, serde_json::from_str::<Value>(json).unwrap());
+        assert_eq!(submitted[0].1.as_deref(), Some("job-7"));
+        let uploaded = fake.uploaded.lock().unwrap();
+        assert_eq!(
+            uploaded[0],
+            [
+                (
+                    "scan.pdf".into(),
+                    Some("application/pdf".into()),
+                    pdf.clone()
+                ),
+                ("notes.txt".into(), None, b"notes".to_vec()),
+                ("empty.dat".into(), None, Vec::new()),
+            ]
+        );
+    }
+    let (s, v) = post_body(&app, Body::from(body), &key).await;
+    assert_eq!((s, &v["duplicate"]), (StatusCode::OK, &json!(true)), "{v}");
+    assert_eq!(fake.submitted.lock().unwrap().len(), 1);
+    assert!(fake.staged().is_empty());
+    // A JSON body still works beside it, with no uploads.
+    let (s, _) = call(&app, Method::POST, "/v1/messages", Some(TOKEN), EMAIL, &[]).await;
+    assert_eq!(s, StatusCode::CREATED);
+    assert_eq!(fake.uploaded.lock().unwrap()[2], []);
+}
+
+#[tokio::test]
+async fn a_multipart_body_needs_exactly_one_message_part_and_no_other_names() {
+    let fake = Arc::new(Fake::default());
+    let app = upload_app(fake.clone(), |_| {});
+    let (s, v) = post_parts(&app, &[file("a.pdf", None, b"a")]).await;
+    assert_eq!(
+        refused(&fake, s, &v),
+        (
+            StatusCode::BAD_REQUEST,
+            "usage".into(),
+            Some("message".into())
+        )
+    );
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("no `message` part")
+    );
+    let (s, v) = post_parts(
+        &app,
+        &[message(EMAIL), file("a.pdf", None, b"a"), message(EMAIL)],
+    )
+    .await;
+    assert_eq!(
+        refused(&fake, s, &v),
+        (
+            StatusCode::BAD_REQUEST,
+            "usage".into(),
+            Some("message".into())
+        )
+    );
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("two `message` parts")
+    );
+    let typo = Part {
+        name: "attachments",
+        ..file("a.pdf", None, b"a")
+    };
+    let (s, v) = post_parts(&app, &[message(EMAIL), typo]).await;
+    assert_eq!(
+        refused(&fake, s, &v),
+        (
+            StatusCode::BAD_REQUEST,
+            "usage".into(),
+            Some("attachments".into())
+        )
+    );
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("unknown part `attachments`")
+    );
+    assert!(fake.submitted.lock().unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn bad_json_in_the_message_part_is_400_naming_the_part_or_its_field() {
+    let fake = Arc::new(Fake::default());
+    let app = upload_app(fake.clone(), |_| {});
+    for (json, says) in [
+        ("{\"to\": [", "line 1"),
+        ("[1, 2]", "JSON object"),
+        ("", "EOF"),
+    ] {
+        let (s, v) = post_parts(&app, &[message(json), file("a.pdf", None, b"a")]).await;
+        assert_eq!(
+            refused(&fake, s, &v),
+            (
+                StatusCode::BAD_REQUEST,
+                "usage".into(),
+                Some("message".into())
+            ),
+            "{json}"
+        );
+        let text = v["error"]["message"].as_str().unwrap();
+        assert!(
+            text.contains(says) && text.contains("`message` part"),
+            "{json}: {text}"
+        );
+    }
+    // A field the backend refuses is named as for a JSON body.
+    let (s, v) = post_parts(
+        &app,
+        &[message(r#"{"bogus":1}"#), file("a.pdf", None, b"a")],
+    )
+    .await;
+    assert_eq!(
+        refused(&fake, s, &v),
+        (
+            StatusCode::BAD_REQUEST,
+            "usage".into(),
+            Some("bogus".into())
+        )
+    );
+    // The part is bounded as a JSON body is (`body_limit`, 1000 here).
+    let big = format!(r#"{{"text": "{}"}}"#, "x".repeat(1000));
+    let (s, v) = post_parts(&app, &[message(&big)]).await;
+    assert_eq!(
+        refused(&fake, s, &v),
+        (
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "too-large".into(),
+            Some("message".into())
+        )
+    );
+    assert!(fake.submitted.lock().unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn one_attachment_part_more_than_the_bound_is_413() {
+    let fake = Arc::new(Fake::default());
+    let app = upload_app(fake.clone(), |c| c.max_uploads = 3);
+    let files = ["a", "b", "c", "d"].map(|name| file(name, None, b"x"));
+    let mut parts = vec![message(EMAIL)];
+    parts.extend(files);
+    let (s, v) = post_parts(&app, &parts[..4]).await;
+    assert_eq!(s, StatusCode::CREATED, "three are taken: {v}");
+    let (s, v) = post_parts(&app, &parts).await;
+    assert_eq!(
+        refused(&fake, s, &v),
+        (
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "too-large".into(),
+            Some("attachment".into())
+        )
+    );
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("more than 3"),
+        "{v}"
+    );
+    assert_eq!(fake.submitted.lock().unwrap().len(), 1);
+}
+
+#[tokio::test]
+async fn files_over_the_byte_bound_together_are_413_and_nothing_stays_staged() {
+    let fake = Arc::new(Fake::default());
+    let app = upload_app(fake.clone(), |c| c.upload_limit = 100_000);
+    let half = vec![7u8; 50_000];
+    let (s, v) = post_parts(
+        &app,
+        &[
+            message(EMAIL),
+            file("a", None, &half),
+            file("b", None, &half),
+        ],
+    )
+    .await;
+    assert_eq!(s, StatusCode::CREATED, "exactly the bound is taken: {v}");
+    let more = vec![7u8; 50_001];
+    let (s, v) = post_parts(
+        &app,
+        &[
+            message(EMAIL),
+            file("a", None, &half),
+            file("b", None, &more),
+        ],
+    )
+    .await;
+    assert_eq!(
+        refused(&fake, s, &v),
+        (
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "too-large".into(),
+            Some("attachment".into())
+        )
+    );
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("100000 bytes"),
+        "{v}"
+    );
+    assert_eq!(fake.submitted.lock().unwrap().len(), 1);
+    assert_eq!(Config::new(Token(TOKEN.into())).upload_limit, 100 << 20);
+}
+
+#[tokio::test]
+async fn a_filename_is_only_its_last_component_and_must_name_a_file() {
+    let fake = Arc::new(Fake::default());
+    let app = upload_app(fake.clone(), |_| {});
+    for (given, taken) in [
+        ("../../etc/passwd", "passwd"),
+        ("..\\..\\scan.pdf", "scan.pdf"),
+        ("C:\\Users\\me\\scan 2.pdf", "scan 2.pdf"),
+        (&*"n".repeat(255), &*"n".repeat(255)),
+    ] {
+        let (s, v) = post_parts(&app, &[message(EMAIL), file(given, None, b"x")]).await;
+        assert_eq!(s, StatusCode::CREATED, "{given}: {v}");
+        let uploaded = fake.uploaded.lock().unwrap();
+        assert_eq!(uploaded.last().unwrap()[0].0, taken, "{given}");
+    }
+    assert!(!fake.data.path().join("etc").exists());
+    assert!(fake.staged().is_empty());
+    for given in ["..", "in/", ".", "a\tb.pdf", &"n".repeat(256)] {
+        let (s, v) = post_parts(&app, &[message(EMAIL), file(given, None, b"x")]).await;
+        assert_eq!(
+            refused(&fake, s, &v),
+            (
+                StatusCode::BAD_REQUEST,
+                "usage".into(),
+                Some("attachment".into())
+            ),
+            "{given}"
+        );
+    }
+    let nameless = Part {
+        filename: None,
+        ..file("", None, b"x")
+    };
+    let (s, v) = post_parts(&app, &[message(EMAIL), nameless]).await;
+    assert_eq!(
+        refused(&fake, s, &v),
+        (
+            StatusCode::BAD_REQUEST,
+            "usage".into(),
+            Some("attachment".into())
+        )
+    );
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("no filename")
+    );
+    assert_eq!(fake.submitted.lock().unwrap().len(), 4);
+}
+
+/// A body that sends its frames — one a poll as a network does (`paced`), or each at once as a
+/// fast client's are — then ends, or (`hang_up`) fails as a connection the client closed does,
+/// noting how many staging folders there were then.
+struct Frames {
+    sent: std::collections::VecDeque<Bytes>,
+    paced: bool,
+    wait: bool,
+    hang_up: bool,
+    root: PathBuf,
+    staged_then: Arc<Mutex<Option<usize>>>,
+}
+
+impl Frames {
+    fn new(body: &[u8], frame: usize, fake: &Fake) -> Frames {
+        Frames {
+            sent: body.chunks(frame).map(Bytes::copy_from_slice).collect(),
+            paced: false,
+            wait: false,
+            hang_up: false,
+            root: fake.upload_dir(),
+            staged_then: Arc::default(),
+        }
+    }
+}
+
+impl http_body::Body for Frames {
+    type Data = Bytes;
+    type Error = io::Error;
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<http_body::Frame<Bytes>, io::Error>>> {
+        self.wait = self.paced && !self.wait;
+        if self.wait {
+            cx.waker().wake_by_ref();
+            return std::task::Poll::Pending;
+        }
+        if let Some(bytes) = self.sent.pop_front() {
+            return std::task::Poll::Ready(Some(Ok(http_body::Frame::data(bytes))));
+        }
+        if !self.hang_up {
+            return std::task::Poll::Ready(None);
+        }
+        let n = std::fs::read_dir(&self.root).map_or(0, |d| d.count());
+        *self.staged_then.lock().unwrap() = Some(n);
+        std::task::Poll::Ready(Some(Err(io::ErrorKind::ConnectionReset.into())))
+    }
+}
+
+#[tokio::test]
+async fn a_client_gone_mid_upload_leaves_nothing_staged_and_submits_nothing() {
+    let fake = Arc::new(Fake::default());
+    let app = upload_app(fake.clone(), |_| {});
+    let whole = multipart(&[message(EMAIL), file("scan.pdf", None, &[1u8; 20_000])]);
+    let body = Frames {
+        paced: true,
+        hang_up: true,
+        ..Frames::new(&whole[..whole.len() / 2], 1000, &fake)
+    };
+    let staged_then = body.staged_then.clone();
+    let (s, v) = post_body(&app, Body::new(body), &[]).await;
+    assert_eq!(
+        *staged_then.lock().unwrap(),
+        Some(1),
+        "the file was being staged"
+    );
+    assert_eq!(
+        refused(&fake, s, &v),
+        (StatusCode::BAD_REQUEST, "usage".into(), None)
+    );
+    assert!(fake.submitted.lock().unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn files_sent_faster_than_they_are_written_are_taken_whole() {
+    // Each frame ready at once: the parser would read them all ahead; it is held back instead,
+    // and held back is not mistaken for headers that never end.
+    let fake = Arc::new(Fake::default());
+    let app = upload_app(fake.clone(), |_| {});
+    let big: Vec<u8> = (0..6 << 20).map(|i: u32| (i % 251) as u8).collect();
+    let whole = multipart(&[
+        message(EMAIL),
+        file("a.bin", None, &big),
+        file("b.bin", None, &big[..3 << 20]),
+    ]);
+    let (s, v) = post_body(&app, Body::new(Frames::new(&whole, 64 << 10, &fake)), &[]).await;
+    assert_eq!(s, StatusCode::CREATED, "{v}");
+    let uploaded = fake.uploaded.lock().unwrap();
+    assert_eq!(uploaded[0][0].2, big);
+    assert_eq!(uploaded[0][1].2, big[..3 << 20]);
+    assert!(fake.staged().is_empty());
+}
+
+#[tokio::test]
+async fn headers_or_a_preamble_without_end_are_413_not_buffered() {
+    let fake = Arc::new(Fake::default());
+    let app = upload_app(fake.clone(), |_| {});
+    let junk = "x".repeat(3 << 20);
+    let endless_header = format!(
+        "--{BOUNDARY}\r\nContent-Disposition: form-data; name=\"attachment\"; \
+         filename=\"a\"\r\nX-Junk: {junk}"
+    );
+    let preamble = format!("{junk}\r\n--{BOUNDARY}\r\n");
+    for body in [endless_header, preamble] {
+        let (s, v) = post_body(&app, Body::from(body), &[]).await;
+        assert_eq!(
+            refused(&fake, s, &v),
+            (StatusCode::PAYLOAD_TOO_LARGE, "too-large".into(), None)
+        );
+        assert!(
+            v["error"]["message"].as_str().unwrap().contains("headers"),
+            "{v}"
+        );
+    }
+    assert!(fake.submitted.lock().unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn other_multipart_types_are_415_and_form_data_needs_a_boundary() {
+    let fake = Arc::new(Fake::default());
+    let app = upload_app(fake.clone(), |_| {});
+    let body = String::from_utf8(multipart(&[message(EMAIL)])).unwrap();
+    let mixed = [("content-type", "multipart/mixed; boundary=b0undary-7f3a")];
+    let (s, v) = call(
+        &app,
+        Method::POST,
+        "/v1/messages",
+        Some(TOKEN),
+        &body,
+        &mixed,
+    )
+    .await;
+    assert_eq!(
+        (s, kind(&v)),
+        (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported-type")
+    );
+    let bare = [("content-type", "multipart/form-data")];
+    let (s, v) = call(
+        &app,
+        Method::POST,
+        "/v1/messages",
+        Some(TOKEN),
+        &body,
+        &bare,
+    )
+    .await;
+    assert_eq!((s, kind(&v)), (StatusCode::BAD_REQUEST, "usage"));
+    assert!(v["error"]["message"].as_str().unwrap().contains("boundary"));
+    // JSON with any other type is read as JSON, as before.
+    let form = [("content-type", "application/x-www-form-urlencoded")];
+    let (s, _) = call(
+        &app,
+        Method::POST,
+        "/v1/messages",
+        Some(TOKEN),
+        EMAIL,
+        &form,
+    )
+    .await;
+    assert_eq!(s, StatusCode::CREATED);
+    assert_eq!(fake.submitted.lock().unwrap().len(), 1);
+}
+
+#[test]
+fn staging_folders_a_crash_left_are_cleared_and_live_ones_kept() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    let long_ago = std::time::SystemTime::now() - upload::STALE - Duration::from_secs(60);
+    let age = |path: &Path| {
+        std::fs::File::open(path)
+            .unwrap()
+            .set_modified(long_ago)
+            .unwrap()
+    };
+    for name in ["old", "live"] {
+        std::fs::create_dir_all(root.join(name).join("0")).unwrap();
+        std::fs::write(root.join(name).join("0").join("scan.pdf"), b"x").unwrap();
+    }
+    std::fs::write(root.join("stray"), b"x").unwrap();
+    // `live` is a slow upload: its folders are old, the file it is writing is not.
+    for path in ["old/0/scan.pdf", "old/0", "old", "live/0", "live", "stray"] {
+        age(&root.join(path));
+    }
+    assert_eq!(upload::clear_stale(root), 2);
+    assert!(!root.join("old").exists() && !root.join("stray").exists());
+    assert!(root.join("live/0/scan.pdf").exists());
+    assert_eq!(upload::clear_stale(&root.join("missing")), 0);
 }

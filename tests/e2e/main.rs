@@ -23,6 +23,7 @@
 //! | [`stand_ins`] | the Graph and SendGrid stand-ins refuse what Microsoft and SendGrid refuse: one test a rule, status and error asserted |
 //! | [`queue`] | the outbox: `submit`, then `queue run`/`flush` to the real servers — a server down then back, 5xx failed at once, 4xx then 250, failover with both attempts recorded, an idempotency key repeated, a bad email refused at submit, an attachment deleted after submit, a Graph Retry-After honoured, an uncertain email pinned to its sender |
 //! | [`serve`] | `serve` and its local API over HTTP: an email posted delivered by the service's worker with one attempt; a missing or wrong token, malformed JSON, a wrong type, an unknown field, a body over the bound, an attachment outside the allowed folders each refused with the error shape and nothing queued; a repeated idempotency key; SIGTERM exits 0 and loses nothing, a delivery in flight finished and recorded first |
+//! | [`serve_upload`] | `serve`'s multipart `POST /v1/messages`: an uploaded PDF arrives at the SMTP server with the same bytes and name, after the JSON's own attachment paths; an upload over 100 MiB is 413 with nothing queued; a client that hangs up mid-upload leaves nothing staged |
 //! | [`routing`] | which sender carries each email (preferred, job options, events), failover, `route` |
 //!
 //! One test binary with submodules, so the binary is built once. Tests must never talk to
@@ -47,6 +48,7 @@ mod sandbox;
 mod secrets;
 mod send;
 mod serve;
+mod serve_upload;
 mod settings;
 mod stand_ins;
 mod test_settings;

@@ -29,6 +29,7 @@ pub mod hostile_smtp;
 pub mod ports;
 pub mod sender;
 pub mod sendgrid_server;
+pub mod served;
 pub mod smtp_server;
 pub mod test_plugins;
 
