@@ -112,6 +112,8 @@ pub async fn check(runtime: &Runtime, config: &Path) -> Result<CheckReport, Fail
                 memory_limit_mb: (s.limits.memory_bytes >> 20) as u64,
                 cpu_limit_secs: s.limits.guest_cpu.as_secs(),
                 call_limit_secs: s.limits.call_wall.as_secs(),
+                max_concurrent: s.settings.max_concurrent(),
+                max_per_minute: s.settings.max_per_minute(),
             })
             .collect(),
     })
@@ -200,8 +202,15 @@ pub async fn send(runtime: &Runtime, config: &Path, draft: Draft) -> Result<Repo
             job: prepared.job.as_ref(),
         },
     )?;
-    let attempts =
-        dispatch::deliver(runtime, &senders, &decision, settings.failover, message).await;
+    let attempts = dispatch::deliver(
+        runtime,
+        &senders,
+        &decision,
+        settings.failover,
+        message,
+        None,
+    )
+    .await;
     let last = attempts
         .last()
         .expect("the decision names at least one sender");

@@ -15,6 +15,7 @@
 //! | [`template`] | a plugin's network needs filled in from its sender's settings, into grants |
 //! | [`router`] | which sender carries an email, and why |
 //! | [`dispatch`] | sending along a routing decision, with failover |
+//! | [`throttle`] | each sender's limits on outbox deliveries: at once, and per minute |
 //! | [`message`] | an email from flags or a JSON file: addresses, attachments, job context |
 //! | [`civil`] | the one date arithmetic: Unix seconds as a UTC date and time |
 //! | [`outcome`] | failure kinds and the exit codes they map to; a sent email's outcome |
@@ -42,4 +43,5 @@ pub mod senders;
 pub mod serve;
 pub mod settings;
 pub mod template;
+pub mod throttle;
 pub mod wit;

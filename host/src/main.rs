@@ -387,6 +387,10 @@ async fn queue_deliver(
         })
         .await
         .map_err(outbox_failure)?;
+    // As `serve` does hourly: delivered emails past `keep_delivered_days` go.
+    outbox
+        .purge_delivered(deliverer.settings().keep_delivered())
+        .map_err(outbox_failure)?;
     Ok(QueueRunReport {
         command: if flush { "flush" } else { "run" },
         delivered: counts.delivered,

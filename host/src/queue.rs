@@ -20,6 +20,7 @@ use crate::runtime::{Runtime, Sender};
 use crate::secret::redact;
 use crate::senders::{self, Wanted};
 use crate::settings::Settings;
+use crate::throttle::Throttle;
 
 /// The environment variable naming the data folder when `--data-dir` is not given.
 pub const DATA_DIR_ENV: &str = "SCAN2X_MAIL_DATA_DIR";
@@ -227,6 +228,7 @@ pub struct Deliverer<'a> {
     runtime: &'a Runtime,
     settings: Settings,
     senders: Vec<Sender>,
+    throttle: Throttle,
 }
 
 impl<'a> Deliverer<'a> {
@@ -234,6 +236,16 @@ impl<'a> Deliverer<'a> {
     /// whole flush (exit 3) before anything is claimed: the emails wait, untouched, until it is
     /// fixed, instead of each being failed for a fault that is not theirs.
     pub async fn new(runtime: &'a Runtime, config: &Path) -> Result<Self, Failure> {
+        Self::reloaded(runtime, config, None).await
+    }
+
+    /// [`Deliverer::new`], keeping the throttle gates of `previous` for the senders whose name
+    /// and limits are unchanged (a reload: the deliveries in flight still count).
+    pub async fn reloaded(
+        runtime: &'a Runtime,
+        config: &Path,
+        previous: Option<&Deliverer<'_>>,
+    ) -> Result<Self, Failure> {
         let settings_failure = |e: crate::settings::SettingsErrors| {
             Failure::new(FailureKind::InvalidSettings, e.to_string())
         };
@@ -241,11 +253,18 @@ impl<'a> Deliverer<'a> {
         let senders = senders::assemble(runtime, &settings, Wanted::All)
             .await
             .map_err(settings_failure)?;
+        let throttle = Throttle::new(&settings, previous.map(|p| &p.throttle));
         Ok(Self {
             runtime,
             settings,
             senders,
+            throttle,
         })
+    }
+
+    /// The per-sender limits every delivery passes.
+    pub fn throttle(&self) -> &Throttle {
+        &self.throttle
     }
 
     /// The settings the senders were made of.
@@ -269,8 +288,10 @@ impl<'a> Deliverer<'a> {
         (calls + Duration::from_secs(60)).max(scan2x_mail_outbox::Options::default().lease)
     }
 
-    /// One claimed email, delivered as `send` would deliver it, to the recipients still owed.
-    async fn attempt(&self, item: &Claimed) -> Attempt {
+    /// One claimed email, delivered as `send` would deliver it, to the recipients still owed,
+    /// each sender's turn taken from the throttle. None: no sender was tried, the throttle
+    /// being closed (the service is stopping) — the claim is to be handed back as it was.
+    pub async fn try_deliver(&self, item: &Claimed) -> Option<Attempt> {
         let prepared = match draft_of(item).and_then(Draft::prepare) {
             Ok(mut p) => {
                 narrow(&mut p, &item.recipients_owed);
@@ -278,11 +299,11 @@ impl<'a> Deliverer<'a> {
             }
             // The stored email no longer makes a message (its spool file is gone, say): no
             // later try would do better.
-            Err(f) => return Attempt::permanent("", detail_of(&f)),
+            Err(f) => return Some(Attempt::permanent("", detail_of(&f))),
         };
         let message = &prepared.message;
         if message.to.is_empty() && message.cc.is_empty() && message.bcc.is_empty() {
-            return Attempt::permanent("", "no recipient left to send to");
+            return Some(Attempt::permanent("", "no recipient left to send to"));
         }
         // After an uncertain outcome only the pinned sender may carry it: named, so no failover.
         let explicit = item.pinned_sender.as_deref().or(prepared.sender.as_deref());
@@ -298,10 +319,10 @@ impl<'a> Deliverer<'a> {
             // Routing depends only on the settings and the email: the same answer later. The
             // administrator fixes the settings and retries it (`queue retry ID`).
             Err(f) => {
-                return Attempt::permanent(
+                return Some(Attempt::permanent(
                     explicit.unwrap_or(""),
                     format!("cannot route it: {}", detail_of(&f)),
-                );
+                ));
             }
         };
         let attempts = dispatch::deliver(
@@ -310,15 +331,23 @@ impl<'a> Deliverer<'a> {
             &decision,
             self.settings.failover,
             message,
+            Some(&self.throttle),
         )
         .await;
-        to_attempt(&attempts)
+        if attempts.is_empty() && self.throttle.is_closed() {
+            return None;
+        }
+        Some(to_attempt(&attempts))
     }
 }
 
 impl Deliver for Deliverer<'_> {
-    fn deliver(&self, item: &Claimed) -> impl std::future::Future<Output = Attempt> + Send {
-        self.attempt(item)
+    /// [`Deliverer::try_deliver`]; `queue run` and `flush` never close the throttle, so a
+    /// delivery is always tried (a hand-back would be a temporary attempt by no sender).
+    async fn deliver(&self, item: &Claimed) -> Attempt {
+        self.try_deliver(item).await.unwrap_or_else(|| {
+            Attempt::temporary("", "no sender was tried: the service was stopping", None)
+        })
     }
 }
 

@@ -253,6 +253,9 @@ pub struct CheckedSender {
     pub memory_limit_mb: u64,
     pub cpu_limit_secs: u64,
     pub call_limit_secs: u64,
+    /// The most outbox deliveries it carries at once, and starts in any 60 seconds.
+    pub max_concurrent: u32,
+    pub max_per_minute: u32,
 }
 
 impl fmt::Display for CheckReport {
@@ -901,9 +904,10 @@ pub struct ServeReport {
 
 impl fmt::Display for ServeReport {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let plural = if self.delivered == 1 { "" } else { "s" };
         write!(
             f,
-            "stopped serving on http://{} ({} emails delivered)",
+            "stopped serving on http://{} ({} email{plural} delivered)",
             self.address, self.delivered
         )
     }
@@ -1217,6 +1221,8 @@ smtp 0.1.0 - SMTP
                     memory_limit_mb: 512,
                     cpu_limit_secs: 10,
                     call_limit_secs: 900,
+                    max_concurrent: 2,
+                    max_per_minute: 30,
                 },
                 CheckedSender {
                     name: "quiet".into(),
@@ -1229,6 +1235,8 @@ smtp 0.1.0 - SMTP
                     memory_limit_mb: 64,
                     cpu_limit_secs: 1,
                     call_limit_secs: 60,
+                    max_concurrent: 4,
+                    max_per_minute: 600,
                 },
             ],
         };
@@ -1248,6 +1256,8 @@ smtp 0.1.0 - SMTP
                     "memory_limit_mb": 512,
                     "cpu_limit_secs": 10,
                     "call_limit_secs": 900,
+                    "max_concurrent": 2,
+                    "max_per_minute": 30,
                 }, {
                     "name": "quiet",
                     "plugin": "graph",
@@ -1259,6 +1269,8 @@ smtp 0.1.0 - SMTP
                     "memory_limit_mb": 64,
                     "cpu_limit_secs": 1,
                     "call_limit_secs": 60,
+                    "max_concurrent": 4,
+                    "max_per_minute": 600,
                 }],
             })
         );

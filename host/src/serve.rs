@@ -4,14 +4,15 @@
 //! plugins, route, test, send — each the CLI's own code path and report), and
 //! the worker that delivers what is due with senders assembled at start and again on a reload
 //! (SIGHUP or `POST /v1/reload`: a file refused leaves the old senders serving; plugins stay
-//! loaded across emails), the same [`Deliverer`] as `queue run`. The worker counts its attempts
-//! and delivery times for `GET /metrics`.
+//! loaded across emails), the same [`Deliverer`] as `queue run`, several emails at once within
+//! each sender's limits ([`crate::throttle`]). The worker counts its attempts and delivery times
+//! for `GET /metrics`.
 //!
 //! Outbox calls are synchronous SQLite transactions (and, for a submit, the copy and sync of its
 //! attachments): the API's and the worker's all go through `spawn_blocking`, so no async thread
 //! waits on the database's lock. On SIGTERM or SIGINT the API stops accepting, the requests in
-//! flight are answered, the worker finishes the delivery it holds (or its lease would hand the
-//! email back) and claims nothing more; then `serve` exits 0.
+//! flight are answered, the worker claims nothing more, hands back the emails still waiting for
+//! their sender's turn and finishes the deliveries under way; then `serve` exits 0.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -21,7 +22,7 @@ use std::time::Duration;
 use serde_json::{Value, json};
 use tokio::sync::{Notify, mpsc, oneshot, watch};
 
-use scan2x_mail_outbox::{Deliver as _, Outbox, OutboxError, State};
+use scan2x_mail_outbox::{Outbox, OutboxError, State};
 use scan2x_mail_service::{ApiError, Backend, Config, Histogram, Metrics, RouteQuery, Token};
 
 use crate::commands;
@@ -590,7 +591,8 @@ pub async fn run(
                     () = hangup.recv() => None,
                     _ = stop.wait_for(|stop| *stop) => break,
                 };
-                let result = match Deliverer::new(runtime, config).await {
+                let previous = current.read().unwrap_or_else(|e| e.into_inner()).clone();
+                let result = match Deliverer::reloaded(runtime, config, Some(&previous)).await {
                     Ok(deliverer) => {
                         let names = deliverer.sender_names();
                         *settings.write().unwrap_or_else(|e| e.into_inner()) =
@@ -615,8 +617,9 @@ pub async fn run(
             }
         }
     };
+    let purger = purge_loop(&current, outbox.clone(), stop_rx.clone());
     let worker = deliver_loop(&current, outbox, wake, stats, stop_rx);
-    let ((), served, delivered, ()) = tokio::join!(stopping, server, worker, reloader);
+    let ((), served, delivered, (), ()) = tokio::join!(stopping, server, worker, reloader, purger);
     served.map_err(|e| Failure::new(FailureKind::Internal, format!("the API stopped: {e}")))?;
     Ok(ServeReport {
         address: address.to_string(),
@@ -624,9 +627,13 @@ pub async fn run(
     })
 }
 
-/// Delivers what is due, one email at a time, until `stop`: woken at once by a submit or a
-/// retry, otherwise every [`POLL`]. Between two emails it checks `stop`, so a stop lets the
-/// delivery in flight finish and claims nothing more. One line per email on stderr, as `queue
+/// Delivers what is due until `stop`, as many at once as the senders' `max_concurrent`
+/// together allow (each sender's own limits are its throttle's): an email is claimed whenever
+/// there is room, woken at once by a submit or a retry, otherwise every [`POLL`]. The deliveries
+/// in flight are futures polled together here; each keeps its claim alive while it waits for its
+/// sender's turn and while its plugin runs ([`deliver_one`]). On `stop` nothing more is claimed,
+/// the throttle is closed (a delivery still waiting for its turn hands its email back untried),
+/// and the deliveries under way finish and are recorded. One line per email on stderr, as `queue
 /// run` prints. Returns how many were delivered.
 async fn deliver_loop(
     current: &std::sync::RwLock<Arc<Deliverer<'_>>>,
@@ -635,76 +642,214 @@ async fn deliver_loop(
     stats: SharedStats,
     mut stop: watch::Receiver<bool>,
 ) -> usize {
+    use futures_util::StreamExt as _;
+    use futures_util::stream::FuturesUnordered;
+
+    let deliverer = || current.read().unwrap_or_else(|e| e.into_inner()).clone();
+    let mut in_flight = FuturesUnordered::new();
+    // The claim under way, on the blocking pool: the deliveries in flight are polled meanwhile
+    // (one that got its server's answer records it without waiting for the claim).
+    let mut claiming: Option<tokio::task::JoinHandle<_>> = None;
     let mut delivered = 0;
-    while !*stop.borrow() {
-        while !*stop.borrow() {
-            let o = outbox.clone();
-            let claimed = match tokio::task::spawn_blocking(move || o.claim_due(1)).await {
-                Ok(Ok(claimed)) => claimed,
-                Ok(Err(e)) => {
-                    tracing::warn!("cannot claim from the outbox: {e}");
-                    break;
-                }
-                Err(e) => {
-                    tracing::warn!("the outbox claim stopped: {e}");
-                    break;
-                }
-            };
-            let Some(item) = claimed.into_iter().next() else {
+    // Whether the last claim found nothing due: then only a wake, the poll or a stop claims again.
+    let mut idle = false;
+    let mut next_poll = tokio::time::Instant::now() + POLL;
+    loop {
+        let stopping = *stop.borrow();
+        if stopping {
+            deliverer().throttle().close();
+            if in_flight.is_empty() && claiming.is_none() {
                 break;
-            };
-            let deliverer = current.read().unwrap_or_else(|e| e.into_inner()).clone();
-            let attempt = deliverer.deliver(&item).await;
-            let outcome = attempt.outcome.kind();
-            let sender = attempt.outcome.sender().to_string();
-            let (o, id) = (outbox.clone(), item.id.clone());
-            let recorded = tokio::task::spawn_blocking(move || {
-                let state = o.record(&id, attempt)?;
-                // Its submit time, for the delivery histogram.
-                let created = (state == State::Delivered)
-                    .then(|| o.show(&id).ok().map(|d| d.summary.created_at))
-                    .flatten();
-                Ok::<_, OutboxError>((state, created))
-            });
-            match recorded.await {
-                Ok(Ok((state, created))) => {
-                    if state == State::Delivered {
-                        delivered += 1;
-                    }
-                    {
-                        let mut stats = stats.lock().unwrap_or_else(|e| e.into_inner());
-                        *stats
-                            .attempts
-                            .entry((sender.clone(), outcome.to_string()))
-                            .or_default() += 1;
-                        if let Some(created) = created {
-                            let took = std::time::SystemTime::now()
-                                .duration_since(created)
-                                .unwrap_or_default();
-                            stats.delivery.observe(took.as_secs_f64());
-                        }
-                    }
-                    let line = QueueRunEmail {
-                        id: item.id.clone(),
-                        message_id: bare_message_id(&item.message_id),
-                        sender,
-                        outcome: outcome.to_string(),
-                        state: state.to_string(),
-                    };
-                    eprintln!("{}", secret::redact(&line.to_string()));
-                }
-                // The email stays claimed until its lease ends, then is queued again.
-                Ok(Err(e)) => tracing::warn!("cannot record the attempt of {}: {e}", item.id),
-                Err(e) => tracing::warn!("recording the attempt of {} stopped: {e}", item.id),
             }
+        } else if !idle
+            && claiming.is_none()
+            && in_flight.len() < deliverer().throttle().total_concurrent()
+        {
+            let o = outbox.clone();
+            claiming = Some(tokio::task::spawn_blocking(move || o.claim_due(1)));
         }
         tokio::select! {
-            () = wake.notified() => {}
-            () = tokio::time::sleep(POLL) => {}
-            _ = stop.changed() => {}
+            claimed = async { claiming.as_mut().expect("polled only when claiming").await },
+                if claiming.is_some() =>
+            {
+                claiming = None;
+                match claimed {
+                    Ok(Ok(claimed)) => match claimed.into_iter().next() {
+                        // Claimed while stopping: the worker gives it back, untried.
+                        Some(item) if *stop.borrow() => {
+                            let (o, id) = (outbox.clone(), item.id.clone());
+                            let given = tokio::task::spawn_blocking(move || {
+                                o.hand_back(&id, item.locked_until)
+                            });
+                            if let Ok(Err(e)) = given.await {
+                                tracing::warn!("cannot hand an email back to the queue: {e}");
+                            }
+                        }
+                        Some(item) => in_flight.push(deliver_one(
+                            deliverer(),
+                            outbox.clone(),
+                            item,
+                            stats.clone(),
+                        )),
+                        None => idle = true,
+                    },
+                    Ok(Err(e)) => {
+                        tracing::warn!("cannot claim from the outbox: {e}");
+                        idle = true;
+                    }
+                    Err(e) => {
+                        tracing::warn!("the outbox claim stopped: {e}");
+                        idle = true;
+                    }
+                }
+            }
+            Some(done) = in_flight.next(), if !in_flight.is_empty() => {
+                if done == Some(State::Delivered) {
+                    delivered += 1;
+                }
+            }
+            () = wake.notified(), if !stopping => idle = false,
+            () = tokio::time::sleep_until(next_poll), if !stopping => {
+                idle = false;
+                next_poll = tokio::time::Instant::now() + POLL;
+            }
+            _ = stop.changed(), if !stopping => {}
         }
     }
     delivered
+}
+
+/// How often `serve` removes the delivered emails older than `keep_delivered_days`.
+pub const PURGE_EVERY: Duration = Duration::from_secs(3600);
+
+/// Removes delivered emails kept longer than the settings' `keep_delivered_days` (the current
+/// settings: a reload applies at the next round), at start and every [`PURGE_EVERY`], until
+/// `stop`. Failed emails are kept until the administrator retries or deletes them.
+async fn purge_loop(
+    current: &std::sync::RwLock<Arc<Deliverer<'_>>>,
+    outbox: Arc<Outbox>,
+    mut stop: watch::Receiver<bool>,
+) {
+    while !*stop.borrow() {
+        let keep = current
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .settings()
+            .keep_delivered();
+        let o = outbox.clone();
+        match tokio::task::spawn_blocking(move || o.purge_delivered(keep)).await {
+            Ok(Ok(0)) => {}
+            Ok(Ok(n)) => eprintln!(
+                "removed {n} delivered email{} kept over {} days",
+                if n == 1 { "" } else { "s" },
+                keep.as_secs() / 86_400
+            ),
+            Ok(Err(e)) => tracing::warn!("cannot remove old delivered emails: {e}"),
+            Err(e) => tracing::warn!("removing old delivered emails stopped: {e}"),
+        }
+        tokio::select! {
+            () = tokio::time::sleep(PURGE_EVERY) => {}
+            _ = stop.wait_for(|stop| *stop) => {}
+        }
+    }
+}
+
+/// Delivers one claimed email and records its attempt (or, when no sender was tried because
+/// the service is stopping, hands the claim back untried); renews its claim every third of a
+/// lease meanwhile. Counts the attempt for `/metrics` and says it on stderr. Returns the
+/// email's new state, none when nothing was recorded.
+async fn deliver_one(
+    deliverer: Arc<Deliverer<'_>>,
+    outbox: Arc<Outbox>,
+    item: scan2x_mail_outbox::Claimed,
+    stats: SharedStats,
+) -> Option<State> {
+    let held = Arc::new(std::sync::Mutex::new(item.locked_until));
+    let renewing = keep_claimed(outbox.clone(), item.id.clone(), held.clone());
+    let attempt = tokio::select! {
+        attempt = deliverer.try_deliver(&item) => attempt,
+        never = renewing => match never {},
+    };
+    let (o, id) = (outbox.clone(), item.id.clone());
+    let Some(attempt) = attempt else {
+        let held = *held.lock().unwrap_or_else(|e| e.into_inner());
+        match tokio::task::spawn_blocking(move || o.hand_back(&id, held)).await {
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => tracing::warn!("cannot hand {} back to the queue: {e}", item.id),
+            Err(e) => tracing::warn!("handing {} back stopped: {e}", item.id),
+        }
+        return None;
+    };
+    let outcome = attempt.outcome.kind();
+    let sender = attempt.outcome.sender().to_string();
+    let recorded = tokio::task::spawn_blocking(move || {
+        let state = o.record(&id, attempt)?;
+        // Its submit time, for the delivery histogram.
+        let created = (state == State::Delivered)
+            .then(|| o.show(&id).ok().map(|d| d.summary.created_at))
+            .flatten();
+        Ok::<_, OutboxError>((state, created))
+    });
+    match recorded.await {
+        Ok(Ok((state, created))) => {
+            {
+                let mut stats = stats.lock().unwrap_or_else(|e| e.into_inner());
+                *stats
+                    .attempts
+                    .entry((sender.clone(), outcome.to_string()))
+                    .or_default() += 1;
+                if let Some(created) = created {
+                    let took = std::time::SystemTime::now()
+                        .duration_since(created)
+                        .unwrap_or_default();
+                    stats.delivery.observe(took.as_secs_f64());
+                }
+            }
+            let line = QueueRunEmail {
+                id: item.id.clone(),
+                message_id: bare_message_id(&item.message_id),
+                sender,
+                outcome: outcome.to_string(),
+                state: state.to_string(),
+            };
+            eprintln!("{}", secret::redact(&line.to_string()));
+            Some(state)
+        }
+        // The email stays claimed until its lease ends, then is queued again.
+        Err(e) => {
+            tracing::warn!("recording the attempt of {} stopped: {e}", item.id);
+            None
+        }
+        Ok(Err(e)) => {
+            tracing::warn!("cannot record the attempt of {}: {e}", item.id);
+            None
+        }
+    }
+}
+
+/// Renews the claim on `id` every third of the outbox's lease, `held` its current end; never
+/// returns. A claim found lost (its lease ran out while this process was stalled) is said once
+/// and no longer renewed: the delivery goes on and its attempt is recorded all the same.
+async fn keep_claimed(
+    outbox: Arc<Outbox>,
+    id: String,
+    held: Arc<std::sync::Mutex<std::time::SystemTime>>,
+) -> std::convert::Infallible {
+    let every = outbox.options().lease / 3;
+    loop {
+        tokio::time::sleep(every).await;
+        let until = *held.lock().unwrap_or_else(|e| e.into_inner());
+        let (o, i) = (outbox.clone(), id.clone());
+        match tokio::task::spawn_blocking(move || o.renew(&i, until)).await {
+            Ok(Ok(Some(renewed))) => *held.lock().unwrap_or_else(|e| e.into_inner()) = renewed,
+            Ok(Ok(None)) => {
+                tracing::warn!("the claim on {id} ran out before its delivery ended");
+                return std::future::pending().await;
+            }
+            Ok(Err(e)) => tracing::warn!("cannot renew the claim on {id}: {e}"),
+            Err(e) => tracing::warn!("renewing the claim on {id} stopped: {e}"),
+        }
+    }
 }
 
 #[cfg(test)]

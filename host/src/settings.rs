@@ -126,7 +126,28 @@ pub const HOST_KEYS: &[HostKey] = &[
         },
         help: "the most one call of this sender's plugin may take, waits included (default 900); reached while waiting on a server, the send is temporary",
     },
+    HostKey {
+        key: "max_concurrent",
+        kind: HostKind::Whole {
+            max: 64,
+            set: |s, n| s.max_concurrent = Some(n),
+        },
+        help: "the most deliveries from the outbox this sender carries at once (default 2; Microsoft Graph allows 4 per mailbox, Exchange Online's SMTP 3)",
+    },
+    HostKey {
+        key: "max_per_minute",
+        kind: HostKind::Whole {
+            max: 100_000,
+            set: |s, n| s.max_per_minute = Some(n),
+        },
+        help: "the most deliveries from the outbox this sender starts in any 60 seconds (default 30, Exchange Online's rate); the rest wait their turn",
+    },
 ];
+
+/// A sender's `max_concurrent` when the settings leave it out.
+pub const DEFAULT_MAX_CONCURRENT: u32 = 2;
+/// A sender's `max_per_minute` when the settings leave it out.
+pub const DEFAULT_MAX_PER_MINUTE: u32 = 30;
 
 /// The host key named `key`, if the host owns it.
 pub fn host_key(key: &str) -> Option<&'static HostKey> {
@@ -170,6 +191,11 @@ pub struct TopKey {
 pub enum TopKind {
     /// `true` or `false`; false when absent.
     Bool(fn(&mut Settings, bool)),
+    /// A whole number from 1 to `max`.
+    Whole {
+        max: u32,
+        set: fn(&mut Settings, u32),
+    },
     /// The `[senders.NAME]` tables, one per sender.
     Senders,
 }
@@ -182,6 +208,14 @@ pub const TOP_KEYS: &[TopKey] = &[
         help: "when the chosen sender fails temporarily, the next eligible one is tried (default false)",
     },
     TopKey {
+        key: "keep_delivered_days",
+        kind: TopKind::Whole {
+            max: 3650,
+            set: |s, days| s.keep_delivered_days = Some(days),
+        },
+        help: "how long the outbox keeps a delivered email (its attempts, its idempotency key, its attachments) before removing it (default 7)",
+    },
+    TopKey {
         key: "senders",
         kind: TopKind::Senders,
         help: "one table per sender, [senders.NAME]: its plugin, the host's keys and the plugin's",
@@ -192,6 +226,7 @@ impl TopKind {
     pub fn type_name(self) -> &'static str {
         match self {
             TopKind::Bool(_) => "bool",
+            TopKind::Whole { .. } => "integer",
             TopKind::Senders => "tables",
         }
     }
@@ -215,13 +250,14 @@ pub fn help_text() -> String {
     text
 }
 
-/// The top-level keys as the unknown-key error names them: "`failover` and the `senders` tables".
+/// The top-level keys as the unknown-key error names them: "`failover`, `keep_delivered_days`
+/// and the `senders` tables".
 fn top_keys_named() -> String {
     let named: Vec<String> = TOP_KEYS
         .iter()
         .map(|k| match k.kind {
             TopKind::Senders => format!("the `{}` tables", k.key),
-            TopKind::Bool(_) => format!("`{}`", k.key),
+            TopKind::Bool(_) | TopKind::Whole { .. } => format!("`{}`", k.key),
         })
         .collect();
     match named.split_last() {
@@ -340,6 +376,10 @@ pub struct SenderSettings {
     pub memory_limit_mb: Option<u32>,
     pub cpu_limit_secs: Option<u32>,
     pub call_limit_secs: Option<u32>,
+    /// `max_concurrent`; see [`SenderSettings::max_concurrent`].
+    pub max_concurrent: Option<u32>,
+    /// `max_per_minute`; see [`SenderSettings::max_per_minute`].
+    pub max_per_minute: Option<u32>,
     /// The plugin's keys, in file order.
     pub entries: Vec<RawEntry>,
     file: PathBuf,
@@ -366,6 +406,8 @@ pub struct Settings {
     pub path: PathBuf,
     /// `failover = true`: when the chosen sender fails temporarily, the next eligible one is tried.
     pub failover: bool,
+    /// `keep_delivered_days`; see [`Settings::keep_delivered`].
+    pub keep_delivered_days: Option<u32>,
     pub senders: Vec<SenderSettings>,
 }
 
@@ -402,6 +444,7 @@ impl Settings {
         let mut settings = Settings {
             path: path.to_path_buf(),
             failover: false,
+            keep_delivered_days: None,
             senders: Vec::new(),
         };
         for (key, value) in root.get_ref() {
@@ -422,6 +465,19 @@ impl Settings {
                     key_name,
                     format!("expected true or false, found {}", other.type_str()),
                 ),
+                (TopKind::Whole { max, set }, _) => match raw_value(&base, value) {
+                    RawValue::Integer(n) if (1..=i64::from(max)).contains(&n) => {
+                        set(&mut settings, n as u32)
+                    }
+                    other => p.error(
+                        Some(key_line),
+                        key_name,
+                        format!(
+                            "expected a whole number from 1 to {max}, found {}",
+                            describe(&other)
+                        ),
+                    ),
+                },
                 (TopKind::Senders, DeValue::Table(table)) => {
                     for (name, sender) in table {
                         if let Some(s) = p.sender(&base, name, sender) {
@@ -536,6 +592,8 @@ impl Parser<'_> {
             memory_limit_mb: None,
             cpu_limit_secs: None,
             call_limit_secs: None,
+            max_concurrent: None,
+            max_per_minute: None,
             entries: Vec::new(),
             file: self.file.clone(),
         };
@@ -717,7 +775,30 @@ fn kind_name(kind: SettingKind) -> &'static str {
     }
 }
 
+/// How long the outbox keeps a delivered email when the settings do not say.
+pub const DEFAULT_KEEP_DELIVERED_DAYS: u32 = 7;
+
+impl Settings {
+    /// How long the outbox keeps a delivered email before removing it.
+    pub fn keep_delivered(&self) -> std::time::Duration {
+        let days = self
+            .keep_delivered_days
+            .unwrap_or(DEFAULT_KEEP_DELIVERED_DAYS);
+        std::time::Duration::from_secs(u64::from(days) * 86_400)
+    }
+}
+
 impl SenderSettings {
+    /// The most deliveries from the outbox this sender carries at once.
+    pub fn max_concurrent(&self) -> u32 {
+        self.max_concurrent.unwrap_or(DEFAULT_MAX_CONCURRENT)
+    }
+
+    /// The most deliveries from the outbox this sender starts in any 60 seconds.
+    pub fn max_per_minute(&self) -> u32 {
+        self.max_per_minute.unwrap_or(DEFAULT_MAX_PER_MINUTE)
+    }
+
     fn error(&self, line: Option<usize>, key: &str, message: impl Into<String>) -> SettingsError {
         SettingsError {
             file: self.file.clone(),
@@ -1019,6 +1100,8 @@ mod tests {
                 "memory_limit_mb",
                 "cpu_limit_secs",
                 "call_limit_secs",
+                "max_concurrent",
+                "max_per_minute",
             ]
         );
     }
@@ -1049,7 +1132,9 @@ mod tests {
             [
                 ("memory_limit_mb", 4096),
                 ("cpu_limit_secs", 3600),
-                ("call_limit_secs", 3600)
+                ("call_limit_secs", 3600),
+                ("max_concurrent", 64),
+                ("max_per_minute", 100_000)
             ]
         );
         let s = parse("[senders.a]\nplugin = \"smtp\"\nmemory_limit_mb = 4096\ncpu_limit_secs = 1\ncall_limit_secs = 3600\n").unwrap();
@@ -1065,7 +1150,7 @@ mod tests {
         let e = only_error(parse("fail_over = true\n[senders.a]\nplugin = \"smtp\"\n"));
         assert_eq!(
             e.message,
-            "unknown key; the settings file has `failover` and the `senders` tables"
+            "unknown key; the settings file has `failover`, `keep_delivered_days` and the `senders` tables"
         );
         for top in TOP_KEYS {
             assert!(e.message.contains(&format!("`{}`", top.key)), "{e}");
@@ -1175,6 +1260,27 @@ mod tests {
         assert!(parse(&format!("failover = true\n{text}")).unwrap().failover);
         let e = only_error(parse(&format!("failover = \"yes\"\n{text}")));
         assert_eq!((e.line, e.key.as_str()), (Some(1), "failover"));
+    }
+
+    #[test]
+    fn delivered_emails_are_kept_seven_days_unless_the_settings_say_how_many() {
+        let text = "[senders.a]\nplugin = \"smtp\"\n";
+        let day = std::time::Duration::from_secs(86_400);
+        assert_eq!(parse(text).unwrap().keep_delivered(), 7 * day);
+        let kept = parse(&format!("keep_delivered_days = 30\n{text}")).unwrap();
+        assert_eq!(kept.keep_delivered(), 30 * day);
+        for (value, found) in [
+            ("0", "the integer 0"),
+            ("3651", "the integer 3651"),
+            ("\"7\"", "the string \"7\""),
+        ] {
+            let e = only_error(parse(&format!("keep_delivered_days = {value}\n{text}")));
+            assert_eq!((e.line, e.key.as_str()), (Some(1), "keep_delivered_days"));
+            assert_eq!(
+                e.message,
+                format!("expected a whole number from 1 to 3650, found {found}")
+            );
+        }
     }
 
     #[test]

@@ -23,6 +23,8 @@
 //! | [`stand_ins`] | the Graph and SendGrid stand-ins refuse what Microsoft and SendGrid refuse: one test a rule, status and error asserted |
 //! | [`queue`] | the outbox: `submit`, then `queue run`/`flush` to the real servers — a server down then back, 5xx failed at once, 4xx then 250, failover with both attempts recorded, an idempotency key repeated, a bad email refused at submit, an attachment deleted after submit, a Graph Retry-After honoured, an uncertain email pinned to its sender |
 //! | [`serve`] | `serve` and its local API over HTTP: an email posted delivered by the service's worker with one attempt; a missing or wrong token, malformed JSON, a wrong type, an unknown field, a body over the bound, an attachment outside the allowed folders each refused with the error shape and nothing queued; a repeated idempotency key; SIGTERM exits 0 and loses nothing, a delivery in flight finished and recorded first |
+//! | [`throttle`] | each sender's `max_concurrent` and `max_per_minute` through `serve`: never more sessions at once, and as many as allowed; past the rate an email waits, and a stop hands it back untried |
+//! | [`crash`] | `serve` killed with SIGKILL at random moments (a seeded PRNG, the seed printed) while it delivers 500 emails, restarted each time: none lost, every one `delivered`, each copy with its email's Message-ID, duplicates counted and only where a kill interrupted a delivery |
 //! | [`serve_upload`] | `serve`'s multipart `POST /v1/messages`: an uploaded PDF arrives at the SMTP server with the same bytes and name, after the JSON's own attachment paths; an upload over 100 MiB is 413 with nothing queued; a client that hangs up mid-upload leaves nothing staged |
 //! | [`routing`] | which sender carries each email (preferred, job options, events), failover, `route` |
 //!
@@ -33,6 +35,7 @@
 mod support;
 
 mod cache;
+mod crash;
 mod faults;
 mod grants;
 mod graph;
@@ -52,5 +55,6 @@ mod serve_upload;
 mod settings;
 mod stand_ins;
 mod test_settings;
+mod throttle;
 mod tls;
 mod vendor;

@@ -19,6 +19,7 @@ on the path before TLS) misbehaves on purpose. Python standard library only.
 | starttls | a well-behaved STARTTLS server (with --cert and --key) that accepts everything: for a client that does not trust its CA |
 | starttls-454 | offers STARTTLS and answers it "454 4.7.0 TLS not available due to temporary reason" |
 | starttls-cut | offers STARTTLS, answers it "220 Ready", then closes the socket before any handshake |
+| slow | plaintext; accepts everything, but answers each message's final "." only after 1 s; logs in `sessions.log` how many sessions were open as each began |
 
 A server that "never answers" keeps reading (and logging) what the client sends until the client
 closes, so a test sees what the client sent after the stall, and when it gave up.
@@ -26,7 +27,8 @@ closes, so a test sees what the client sent after the stall, and when it gave up
 It listens on 127.0.0.1 only, on a free port it prints as "READY <port>". It writes into --dir:
 `commands.log` (one JSON line per command line heard: conn, tls, line; AUTH data as sent),
 `sent.log` (the bytes each endless reply wrote before the client closed) and, in reflect mode,
-`data-N.bin` (each DATA's raw bytes, up to and including the line that ended it).
+`data-N.bin` (each DATA's raw bytes, up to and including the line that ended it; also in slow
+mode).
 """
 
 import argparse
@@ -36,6 +38,7 @@ import socket
 import ssl
 import sys
 import threading
+import time
 
 CHUNK = 64 * 1024
 
@@ -46,7 +49,7 @@ def main():
                         choices=["endless-greeting", "long-multiline", "starttls-inject", "reflect",
                                  "stall-after-greeting", "stall-at-rcpt", "stall-at-data-end", "stall-reading-data",
                                  "close-at-data-end", "reset-mid-data", "reply",
-                                 "quit-never-answered", "starttls", "starttls-454", "starttls-cut"])
+                                 "quit-never-answered", "starttls", "starttls-454", "starttls-cut", "slow"])
     parser.add_argument("--reply", action="append", default=[],
                         help="STEP=CODE: answer MAIL, RCPT, DATA or END (the final \".\") with CODE")
     parser.add_argument("--dir", required=True)
@@ -72,6 +75,7 @@ class Server:
     def __init__(self, args):
         self.args = args
         self.conns = 0
+        self.open = 0
         self.lock = threading.Lock()
         self.messages = 0
 
@@ -80,6 +84,10 @@ class Server:
             f.write(json.dumps(record) + "\n")
 
     def serve(self, sock, conn):
+        with self.lock:
+            self.open += 1
+            record = {"conn": conn, "open": self.open}
+        self.log("sessions.log", record)
         try:
             Session(self, sock, conn).run()
         except (OSError, ssl.SSLError) as e:
@@ -89,6 +97,8 @@ class Server:
                 sock.close()
             except OSError:
                 pass
+            with self.lock:
+                self.open -= 1
 
 
 class Session:
@@ -246,6 +256,8 @@ class Session:
                     f.write(whole)
                 if not answer:
                     return False
+                if self.server.args.mode == "slow":
+                    time.sleep(1)
                 self.send(f"250 2.0.0 Ok: queued as {n}\r\n".encode())
                 return True
             chunk = self.buf or self.sock.recv(CHUNK)
