@@ -6,7 +6,7 @@
 //! | `build` | [`build`] | the release binary with the default plugins embedded, and every plugin crate as a `.wasm` |
 //! | `new-plugin` | [`new_plugin`] | a new plugin crate under `plugins/`, written with the kit |
 //! | `test`  | [`test`]  | every test, with a Python that has aiosmtpd for the mail-server tests |
-//! | `demo`  | [`demo`]  | a scan sent through the built-in SMTP plugin to a loopback server |
+//! | `demo`  | [`demo`]  | a scan sent through the built-in SMTP plugin to a loopback server; then queued by `serve` while the server is down, and delivered once it is back |
 //! | `bench` | [`bench`] | what the plugin design costs, against bare lettre; `target/bench/summary.md` |
 //!
 //! This file only parses arguments and dispatches. xtask keeps few dependencies so it builds

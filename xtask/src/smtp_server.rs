@@ -1,8 +1,10 @@
 //! The project's SMTP test server (`tests/servers/smtp_server.py`) for the demo: started on
-//! 127.0.0.1 with a STARTTLS port, waited for until it prints `READY`, and killed by pid when
-//! the handle is dropped — also when the demo fails halfway.
+//! 127.0.0.1 with a STARTTLS port (a free one, or one given to start it again where it was),
+//! waited for until it prints `READY`, and killed by pid when the handle is dropped — also when
+//! the demo fails halfway.
 //!
-//! Never binds anything but loopback (the script itself binds 127.0.0.1 only).
+//! Never binds anything but loopback (the script itself binds 127.0.0.1 only), and never prints
+//! the password (the command it shows has `<password>` in its place).
 
 use std::io::{BufRead, BufReader};
 use std::net::{Ipv4Addr, TcpListener};
@@ -23,7 +25,7 @@ pub struct SmtpServer {
 }
 
 impl SmtpServer {
-    /// Start with one STARTTLS port and one user; wait up to 20 s for `READY`.
+    /// Start with one STARTTLS port (a free one) and one user; wait up to 20 s for `READY`.
     pub fn start(
         python: &Path,
         dir: &Path,
@@ -31,7 +33,19 @@ impl SmtpServer {
         user: &str,
         password: &str,
     ) -> Result<SmtpServer> {
-        let starttls_port = free_port()?;
+        Self::start_on(python, dir, certs, user, password, free_port()?)
+    }
+
+    /// [`SmtpServer::start`] on a STARTTLS port given: the port of a server stopped earlier,
+    /// to start it again where its clients expect it.
+    pub fn start_on(
+        python: &Path,
+        dir: &Path,
+        certs: &CertFiles,
+        user: &str,
+        password: &str,
+        starttls_port: u16,
+    ) -> Result<SmtpServer> {
         std::fs::create_dir_all(dir)?;
         let script = process::root().join("tests/servers/smtp_server.py");
         let mut command = Command::new(python);
@@ -47,7 +61,12 @@ impl SmtpServer {
             .arg(format!("{user}:{password}"))
             .arg("--starttls-port")
             .arg(starttls_port.to_string());
-        println!("$ {}", process::shown(&command));
+        // The command as it ran, but for the password.
+        println!(
+            "$ {}",
+            process::shown(&command)
+                .replace(&format!("{user}:{password}"), &format!("{user}:<password>"))
+        );
         let mut child = command
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
