@@ -12,6 +12,7 @@
 //! | `per-process` | [`per_process`] | one `scan2x-mail send` process (release, warm cache) through one SMTP sender against a bare lettre program (`bare-send`, `src/bin/bare-send.rs`) sending the same email, both to the [`sink`] on loopback, plaintext and STARTTLS |
 //! | `large` | [`large`] | peak RSS and time of the release binary sending a 30 MB scan through a sender |
 //! | `graph-upload` | [`graph_upload`] | the Graph plugin's 30 MB send (release binary, and in process) against a raw upload of the same bytes to the same server with reqwest: the same requests, the same range size |
+//! | `service` | [`service`] | `scan2x-mail serve` (release binary) as the local queue against Postfix as one: submit latency (p50/p99/max) and emails/s from submit to delivered at the same discard Postfix, one client and several |
 //!
 //! Shared by them: [`message`] (the email and its native composition), [`plugin`] (the plugin
 //! side: a runtime and an SMTP sender), [`bare`] (the bare-lettre sides), [`sink`] (the discard
@@ -30,6 +31,7 @@ mod message;
 mod overhead;
 mod per_process;
 mod plugin;
+mod service;
 mod sink;
 mod startup;
 mod tcp;
@@ -101,6 +103,14 @@ enum Command {
         #[command(flatten)]
         out: Out,
     },
+    /// `scan2x-mail serve` as the local queue against Postfix as one: submit latency and
+    /// emails/s to the same relay.
+    Service {
+        #[command(flatten)]
+        args: service::Args,
+        #[command(flatten)]
+        out: Out,
+    },
 }
 
 /// Where the section goes.
@@ -124,6 +134,7 @@ fn main() -> Result<()> {
         Command::PerProcess { args, out } => (per_process::run(&args)?, out),
         Command::Large { args, out } => (large::run(&args)?, out),
         Command::GraphUpload { args, out } => (rt.block_on(graph_upload::run(&args))?, out),
+        Command::Service { args, out } => (service::run(&args)?, out),
     };
     measure::emit(&section, &out.path)
 }

@@ -2,6 +2,7 @@
 //! builds `scan2x-mail` and the harness (`bench/`, binary `scan2x-mail-bench`) in release mode,
 //! starts the local servers ([`crate::bench_servers`]), runs the harness's subcommands, and
 //! writes `target/bench/summary.md` and prints it. The harness does the measuring.
+//! `--only service` runs part 6 alone (`scan2x-mail serve` against Postfix as the local queue).
 //!
 //! Nothing here fails on a slow machine: there are no thresholds, only numbers. A server that
 //! is not installed is reported in the summary and its rows are left out.
@@ -11,17 +12,21 @@ use std::process::Command;
 
 use anyhow::Result;
 
-use crate::bench_servers::{self as servers, Dovecot, Postfix, append};
+use crate::bench_servers::{self as servers, Dovecot, Postfix, PostfixQueue, append};
 use crate::{certs, process, toolchain};
 
-const USAGE: &str = "usage: cargo xtask bench [--quick]";
+const USAGE: &str = "usage: cargo xtask bench [--quick] [--only service]";
 
 pub fn run(args: &[String]) -> Result<()> {
-    let quick = match args {
-        [] => false,
-        [q] if q == "--quick" => true,
-        _ => anyhow::bail!("{USAGE}"),
-    };
+    let (mut quick, mut only_service) = (false, false);
+    let mut rest = args.iter();
+    while let Some(arg) = rest.next() {
+        match arg.as_str() {
+            "--quick" => quick = true,
+            "--only" if rest.next().is_some_and(|part| part == "service") => only_service = true,
+            _ => anyhow::bail!("{USAGE}"),
+        }
+    }
     toolchain::ensure_wasm_target()?;
     // One build: the harness uses the host library as it ships (no bench-only feature), so the
     // binary measured is the one users build.
@@ -40,13 +45,19 @@ pub fn run(args: &[String]) -> Result<()> {
     let out_dir = process::target_dir().join("bench");
     std::fs::create_dir_all(&out_dir)?;
     let summary = out_dir.join("summary.md");
-    std::fs::write(&summary, header(quick))?;
+    std::fs::write(&summary, header(&args.join(" ")))?;
 
     // Servers live under the system temp folder: Postfix's and Dovecot's own users must reach it.
     let work = std::env::temp_dir().join(format!("scan2x-bench-servers-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&work);
     std::fs::create_dir_all(&work)?;
-    let result = measure(&harness, &binary, &summary, &work, quick);
+    let result = if only_service {
+        certs::write(&work.join("certs"))
+            .and_then(|certs| postfix(&summary, &work, &certs, "6. The service against Postfix"))
+            .and_then(|p| service(&harness, &binary, &summary, &work, quick, p.as_ref()))
+    } else {
+        measure(&harness, &binary, &summary, &work, quick)
+    };
     let _ = std::fs::remove_dir_all(&work);
     result?;
 
@@ -69,17 +80,12 @@ fn measure(harness: &Path, binary: &Path, summary: &Path, work: &Path, quick: bo
     // 1. Throughput against a fast local SMTP server. Without Postfix this part is left out:
     // the project's aiosmtpd is slower than either client and requires a login, so its numbers
     // would hide the client's share rather than show it.
-    let postfix = match Postfix::unavailable() {
-        None => Some(Postfix::start(work, &certs)?),
-        Some(why) => {
-            println!("note: {why}; the throughput part is left out");
-            append(
-                summary,
-                &format!("\n> **1. Throughput was not measured**: {why}.\n"),
-            )?;
-            None
-        }
-    };
+    let postfix = postfix(
+        summary,
+        work,
+        &certs,
+        "1. Throughput, 6. the service against Postfix",
+    )?;
     if let Some(postfix) = &postfix {
         for tls in [false, true] {
             let port = if tls {
@@ -235,10 +241,65 @@ fn measure(harness: &Path, binary: &Path, summary: &Path, work: &Path, quick: bo
         "--rounds",
         if quick { "15" } else { "61" },
     ])?;
-    Ok(())
+
+    // 6. `scan2x-mail serve` against Postfix as the local queue, both relaying to the discard
+    // Postfix.
+    service(harness, binary, summary, work, quick, postfix.as_ref())
 }
 
-fn header(quick: bool) -> String {
+/// The discard Postfix, or none (said in the summary: `part` was not measured) when it is not
+/// available.
+fn postfix(
+    summary: &Path,
+    work: &Path,
+    certs: &certs::CertFiles,
+    part: &str,
+) -> Result<Option<Postfix>> {
+    match Postfix::unavailable() {
+        None => Ok(Some(Postfix::start(work, certs)?)),
+        Some(why) => {
+            println!("note: {why}; {part} is left out");
+            append(summary, &format!("\n> **{part}: not measured**: {why}.\n"))?;
+            Ok(None)
+        }
+    }
+}
+
+/// Part 6: the harness's `service` against a second Postfix, the local queue, that relays to
+/// `relay` (the discard Postfix) as `serve`'s sender does. Left out without Postfix (the summary
+/// already says why).
+fn service(
+    harness: &Path,
+    binary: &Path,
+    summary: &Path,
+    work: &Path,
+    quick: bool,
+    relay: Option<&Postfix>,
+) -> Result<()> {
+    let Some(relay) = relay else {
+        return Ok(());
+    };
+    let queue = PostfixQueue::start(work, relay.plain_port)?;
+    let mut command = Command::new(harness);
+    command
+        .arg("service")
+        .arg("--binary")
+        .arg(binary)
+        .args(["--relay-port", &relay.plain_port.to_string()])
+        .args(["--postfix-port", &queue.port.to_string()])
+        .arg("--postfix-config")
+        .arg(queue.config())
+        .arg("--postfix-log")
+        .arg(&queue.log)
+        .args(["--emails", if quick { "100" } else { "500" }])
+        .args(["--concurrency", "8"])
+        .arg("--out")
+        .arg(summary);
+    process::run(&mut command)
+}
+
+/// The summary's first lines: the command (with `args`) and the machine.
+fn header(args: &str) -> String {
     let cpu = std::fs::read_to_string("/proc/cpuinfo")
         .ok()
         .and_then(|t| {
@@ -265,6 +326,10 @@ fn header(quick: bool) -> String {
         "## scan2x-mail benchmark\n\n\
          Command: `cargo xtask bench{}`. Machine: {cores} cores, {cpu}, {memory} memory; load \
          average at the start {load}. Release builds; every server on 127.0.0.1.\n",
-        if quick { " --quick" } else { "" }
+        if args.is_empty() {
+            String::new()
+        } else {
+            format!(" {args}")
+        }
     )
 }

@@ -3,7 +3,8 @@
 //!
 //! | server | for | how |
 //! |---|---|---|
-//! | Postfix | throughput, the large SMTP send | smtpd on a plain port and a STARTTLS port, no AUTH, everything delivered to `discard:` (accepted and dropped), so the client's cost shows |
+//! | Postfix | throughput, the large SMTP send, the relay of the service part | smtpd on a plain port and a STARTTLS port, no AUTH, everything delivered to `discard:` (accepted and dropped), so the client's cost shows |
+//! | Postfix as a local queue | the service part's other side | smtpd on a plain port, every email relayed to the discard Postfix's plain port, Postfix's defaults otherwise |
 //! | Dovecot | the large IMAP append | its own config, a passwd-file user, Maildir storage |
 //! | Graph stand-in | the large Graph send, and the raw upload of the same bytes it is compared with | `tests/servers/graph_server.py` |
 //!
@@ -91,107 +92,171 @@ impl Postfix {
     }
 
     pub fn start(dir: &Path, certs: &CertFiles) -> Result<Postfix> {
-        let config = dir.join("postfix");
-        let queue = dir.join("postfix-spool");
-        let data = dir.join("postfix-data");
-        for d in [&config, &queue, &data] {
-            fs::create_dir_all(d)?;
-        }
-        process::run(Command::new("chown").arg("postfix").arg(&data))?;
         let (plain_port, starttls_port) = (free_port()?, free_port()?);
-        let d = dir.display();
         let main = format!(
             "# A throw-away Postfix for scan2x-mail's benchmark: accepts from loopback, discards.\n\
-             compatibility_level = 3.6\n\
-             queue_directory = {q}\n\
-             data_directory = {data}\n\
-             maillog_file = {d}/postfix.log\n\
-             maillog_file_prefixes = /var, /dev/stdout, {d}\n\
              myhostname = localhost\n\
-             mydestination =\n\
-             inet_interfaces = 127.0.0.1\n\
-             inet_protocols = ipv4\n\
-             mynetworks = 127.0.0.0/8\n\
-             alias_maps =\n\
-             alias_database =\n\
              default_transport = discard:benchmark\n\
              relay_transport = discard:benchmark\n\
-             smtpd_relay_restrictions = permit_mynetworks, reject\n\
-             smtpd_recipient_restrictions = permit_mynetworks, reject\n\
              smtpd_tls_cert_file = {cert}\n\
              smtpd_tls_key_file = {key}\n\
              smtpd_tls_session_cache_database =\n\
-             smtpd_error_sleep_time = 0\n\
-             message_size_limit = 104857600\n\
              default_process_limit = 200\n",
-            q = queue.display(),
-            data = data.display(),
             cert = certs.cert.display(),
             key = certs.key.display(),
         );
-        fs::write(config.join("main.cf"), main)?;
-        let master = format!(
+        let listeners = format!(
             "127.0.0.1:{plain_port} inet n - n - - smtpd\n\
-             127.0.0.1:{starttls_port} inet n - n - - smtpd\n  -o smtpd_tls_security_level=encrypt\n\
-             pickup    unix  n - n 60 1 pickup\n\
-             cleanup   unix  n - n - 0 cleanup\n\
-             qmgr      unix  n - n 300 1 qmgr\n\
-             tlsmgr    unix  - - n 1000? 1 tlsmgr\n\
-             rewrite   unix  - - n - - trivial-rewrite\n\
-             bounce    unix  - - n - 0 bounce\n\
-             defer     unix  - - n - 0 bounce\n\
-             trace     unix  - - n - 0 bounce\n\
-             verify    unix  - - n - 1 verify\n\
-             flush     unix  n - n 1000? 0 flush\n\
-             proxymap  unix  - - n - - proxymap\n\
-             proxywrite unix - - n - 1 proxymap\n\
-             smtp      unix  - - n - - smtp\n\
-             relay     unix  - - n - - smtp\n\
-             showq     unix  n - n - - showq\n\
-             error     unix  - - n - - error\n\
-             retry     unix  - - n - - error\n\
-             discard   unix  - - n - - discard\n\
-             anvil     unix  - - n - 1 anvil\n\
-             scache    unix  - - n - 1 scache\n\
-             postlog   unix-dgram n - n - 1 postlogd\n"
+             127.0.0.1:{starttls_port} inet n - n - - smtpd\n  -o smtpd_tls_security_level=encrypt\n"
         );
-        fs::write(config.join("master.cf"), master)?;
-        backdate(&[config.join("main.cf"), config.join("master.cf")])?;
-        process::run(
-            Command::new(sbin("postfix"))
-                .arg("-c")
-                .arg(&config)
-                .arg("check"),
-        )?;
-        process::run(
-            Command::new(sbin("postfix"))
-                .arg("-c")
-                .arg(&config)
-                .arg("start"),
-        )?;
-        let postfix = Postfix {
+        let config = start_instance(&dir.join("postfix"), &main, &listeners, plain_port)?;
+        Ok(Postfix {
             config,
             plain_port,
             starttls_port,
-        };
-        wait_greeting(plain_port, "220", "postfix").with_context(|| {
+        })
+    }
+}
+
+/// A Postfix used as a local queue, as a product would hand its email to one: smtpd on one
+/// plain port, every email relayed over SMTP to `relayhost` (the discard [`Postfix`]'s plain
+/// port), no TLS. Everything else is Postfix's default, its queue files synced before it
+/// answers 250 included. Its own config, queue, data folders and log (`log`).
+pub struct PostfixQueue {
+    config: PathBuf,
+    pub port: u16,
+    pub log: PathBuf,
+}
+
+impl PostfixQueue {
+    pub fn start(dir: &Path, relay_port: u16) -> Result<PostfixQueue> {
+        let port = free_port()?;
+        // Another myhostname than the relay's, or Postfix refuses the relay as itself ("mail
+        // loops back to myself").
+        let main = format!(
+            "# A throw-away Postfix for scan2x-mail's benchmark: a local queue relaying to the\n\
+             # discard Postfix.\n\
+             myhostname = queue.localhost\n\
+             relayhost = [127.0.0.1]:{relay_port}\n\
+             smtp_tls_security_level = none\n"
+        );
+        let listeners = format!("127.0.0.1:{port} inet n - n - - smtpd\n");
+        let home = dir.join("postfix-queue");
+        let config = start_instance(&home, &main, &listeners, port)?;
+        Ok(PostfixQueue {
+            config,
+            port,
+            log: home.join("postfix.log"),
+        })
+    }
+
+    /// Its config folder (for `postqueue -c`).
+    pub fn config(&self) -> &Path {
+        &self.config
+    }
+}
+
+impl Drop for PostfixQueue {
+    fn drop(&mut self) {
+        stop_instance(&self.config);
+    }
+}
+
+/// Writes a Postfix instance's config under `home` (`config/`, `spool/`, `data/`, its log
+/// `postfix.log`): the settings every instance here shares, then `main` and `listeners` (the
+/// `master.cf` lines of its smtpd ports); starts it and waits for its greeting on `port`.
+/// Returns its config folder.
+fn start_instance(home: &Path, main: &str, listeners: &str, port: u16) -> Result<PathBuf> {
+    let config = home.join("config");
+    let queue = home.join("spool");
+    let data = home.join("data");
+    for d in [&config, &queue, &data] {
+        fs::create_dir_all(d)?;
+    }
+    process::run(Command::new("chown").arg("postfix").arg(&data))?;
+    let h = home.display();
+    let shared = format!(
+        "compatibility_level = 3.6\n\
+         queue_directory = {q}\n\
+         data_directory = {data}\n\
+         maillog_file = {h}/postfix.log\n\
+         maillog_file_prefixes = /var, /dev/stdout, {h}\n\
+         mydestination =\n\
+         inet_interfaces = 127.0.0.1\n\
+         inet_protocols = ipv4\n\
+         mynetworks = 127.0.0.0/8\n\
+         alias_maps =\n\
+         alias_database =\n\
+         smtpd_relay_restrictions = permit_mynetworks, reject\n\
+         smtpd_recipient_restrictions = permit_mynetworks, reject\n\
+         smtpd_error_sleep_time = 0\n\
+         message_size_limit = 104857600\n",
+        q = queue.display(),
+        data = data.display(),
+    );
+    fs::write(config.join("main.cf"), format!("{main}{shared}"))?;
+    let master = format!(
+        "{listeners}\
+         pickup    unix  n - n 60 1 pickup\n\
+         cleanup   unix  n - n - 0 cleanup\n\
+         qmgr      unix  n - n 300 1 qmgr\n\
+         tlsmgr    unix  - - n 1000? 1 tlsmgr\n\
+         rewrite   unix  - - n - - trivial-rewrite\n\
+         bounce    unix  - - n - 0 bounce\n\
+         defer     unix  - - n - 0 bounce\n\
+         trace     unix  - - n - 0 bounce\n\
+         verify    unix  - - n - 1 verify\n\
+         flush     unix  n - n 1000? 0 flush\n\
+         proxymap  unix  - - n - - proxymap\n\
+         proxywrite unix - - n - 1 proxymap\n\
+         smtp      unix  - - n - - smtp\n\
+         relay     unix  - - n - - smtp\n\
+         showq     unix  n - n - - showq\n\
+         error     unix  - - n - - error\n\
+         retry     unix  - - n - - error\n\
+         discard   unix  - - n - - discard\n\
+         anvil     unix  - - n - 1 anvil\n\
+         scache    unix  - - n - 1 scache\n\
+         postlog   unix-dgram n - n - 1 postlogd\n"
+    );
+    fs::write(config.join("master.cf"), master)?;
+    backdate(&[config.join("main.cf"), config.join("master.cf")])?;
+    process::run(
+        Command::new(sbin("postfix"))
+            .arg("-c")
+            .arg(&config)
+            .arg("check"),
+    )?;
+    process::run(
+        Command::new(sbin("postfix"))
+            .arg("-c")
+            .arg(&config)
+            .arg("start"),
+    )?;
+    if let Err(e) = wait_greeting(port, "220", "postfix") {
+        stop_instance(&config);
+        return Err(e).with_context(|| {
             format!(
                 "see its log: {}",
-                fs::read_to_string(dir.join("postfix.log")).unwrap_or_default()
+                fs::read_to_string(home.join("postfix.log")).unwrap_or_default()
             )
-        })?;
-        Ok(postfix)
+        });
     }
+    Ok(config)
+}
+
+fn stop_instance(config: &Path) {
+    let _ = Command::new(sbin("postfix"))
+        .arg("-c")
+        .arg(config)
+        .arg("stop")
+        .stdout(Stdio::null())
+        .status();
 }
 
 impl Drop for Postfix {
     fn drop(&mut self) {
-        let _ = Command::new(sbin("postfix"))
-            .arg("-c")
-            .arg(&self.config)
-            .arg("stop")
-            .stdout(Stdio::null())
-            .status();
+        stop_instance(&self.config);
     }
 }
 

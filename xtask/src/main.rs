@@ -49,13 +49,18 @@ Tasks:
                 Ends with the count of skipped tests and why; under CI a skip is a failure.
   demo          Build scan2x-mail, start the project's SMTP test server on 127.0.0.1 with a
                 throw-away CA, and send a generated PDF scan through the built-in SMTP plugin:
-                plugins, check, test, send; then show what the server received.
-  bench [--quick]
+                plugins, check, test, send; then show what the server received. Then the
+                service: stop the server, run `serve`, post the scan to its API, show the
+                temporary attempt, start the server, retry, show it delivered with both
+                attempts and the same Message-ID, and stop `serve` with SIGTERM.
+  bench [--quick] [--only service]
                 Build scan2x-mail and the benchmark harness (bench/) in release mode, start
                 local servers (Postfix with a discard transport, Dovecot, the Graph stand-in),
-                measure the plugin path against bare lettre, start-up and large scans, and
-                write target/bench/summary.md. Only numbers, no thresholds: it never fails
-                because a machine is slow. Postfix and Dovecot are used when installed.
+                measure the plugin path against bare lettre, start-up, large scans and `serve`
+                against Postfix as the local queue (submit latency, emails/s; `--only service`
+                runs that part alone), and write target/bench/summary.md. Only numbers, no
+                thresholds: it never fails because a machine is slow. Postfix and Dovecot are
+                used when installed.
   help          Print this text (also -h, --help).
 ";
 
