@@ -90,13 +90,15 @@ pub enum Command {
 /// `serve`: where to listen, which folders attachments may come from.
 #[derive(Debug, Args)]
 pub struct ServeArgs {
-    /// The address to listen on; port 0 takes a free one (the address is said on stderr). The
-    /// default is loopback only: another address is reachable by others
-    #[arg(long, value_name = "ADDR", default_value = crate::serve::DEFAULT_LISTEN)]
-    pub listen: std::net::SocketAddr,
+    /// The address to listen on, instead of the settings' `[service] listen` (default
+    /// 127.0.0.1:8740, loopback only: another address is reachable by others); port 0 takes a
+    /// free one (the address is said on stderr)
+    #[arg(long, value_name = "ADDR")]
+    pub listen: Option<std::net::SocketAddr>,
 
-    /// A folder whose files a submitted email may attach by path (repeatable); without one,
-    /// the API takes no attachment paths (the service reads them with its own rights)
+    /// A folder whose files a submitted email may attach by path (repeatable), instead of the
+    /// settings' `[service] attachments_from`; without either, the API takes no attachment
+    /// paths (the service reads them with its own rights)
     #[arg(long, value_name = "DIR")]
     pub attachments_from: Vec<PathBuf>,
 }

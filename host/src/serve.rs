@@ -38,7 +38,10 @@ use crate::secret;
 use crate::settings::Settings;
 
 /// The address `serve` listens on unless `--listen` says another: loopback only.
-pub const DEFAULT_LISTEN: &str = "127.0.0.1:8740";
+pub const DEFAULT_LISTEN: SocketAddr = SocketAddr::V4(std::net::SocketAddrV4::new(
+    std::net::Ipv4Addr::LOCALHOST,
+    8740,
+));
 
 /// How often the worker looks for due emails when no submit wakes it.
 pub const POLL: Duration = Duration::from_secs(5);
@@ -46,8 +49,10 @@ pub const POLL: Duration = Duration::from_secs(5);
 /// What `serve` is told on its command line.
 #[derive(Debug, Clone)]
 pub struct ServeOptions {
-    pub listen: SocketAddr,
-    /// The only folders an attachment path may be in (`--attachments-from`).
+    /// `--listen`; none: the settings' `[service] listen`, else [`DEFAULT_LISTEN`].
+    pub listen: Option<SocketAddr>,
+    /// The only folders an attachment path may be in (`--attachments-from`); none given: the
+    /// settings' `[service] attachments_from`.
     pub attachments_from: Vec<PathBuf>,
 }
 
@@ -171,7 +176,8 @@ impl Api {
             let refuse = |why: String| Err(ApiError::new("usage", why).with_field("attachments"));
             if self.allowed.is_empty() {
                 return refuse(format!(
-                    "attachment {}: this service takes no attachment paths (start it with \
+                    "attachment {}: this service takes no attachment paths (name the folders \
+                     in the settings' [service] attachments_from, or start it with \
                      --attachments-from DIR)",
                     path.display()
                 ));
@@ -199,7 +205,7 @@ impl Api {
                     .collect();
                 return refuse(format!(
                     "attachment {} is outside the folders this service may read \
-                     (--attachments-from): {}",
+                     ([service] attachments_from or --attachments-from): {}",
                     path.display(),
                     dirs.join(", ")
                 ));
@@ -477,8 +483,17 @@ pub async fn run(
     data_dir: &Path,
     options: ServeOptions,
 ) -> Result<ServeReport, Failure> {
-    let allowed = options
-        .attachments_from
+    // The senders are made once, before anything is listened to: a settings file that does not
+    // load is exit 3 here, not an error per email.
+    let deliverer = Deliverer::new(&runtime, config).await?;
+    // The command line's folders replace the settings' `[service] attachments_from`.
+    let service = &deliverer.settings().service;
+    let (folders, named) = if options.attachments_from.is_empty() {
+        (&service.attachments_from, "[service] attachments_from")
+    } else {
+        (&options.attachments_from, "--attachments-from")
+    };
+    let allowed = folders
         .iter()
         .map(|dir| {
             std::fs::canonicalize(dir)
@@ -487,14 +502,12 @@ pub async fn run(
                 .ok_or_else(|| {
                     Failure::new(
                         FailureKind::Usage,
-                        format!("--attachments-from {}: not a folder", dir.display()),
+                        format!("{named} {}: not a folder", dir.display()),
                     )
                 })
         })
         .collect::<Result<Vec<_>, _>>()?;
-    // The senders are made once, before anything is listened to: a settings file that does not
-    // load is exit 3 here, not an error per email.
-    let deliverer = Deliverer::new(&runtime, config).await?;
+    let listen = options.listen.or(service.listen).unwrap_or(DEFAULT_LISTEN);
     let outbox = Arc::new(
         Outbox::open_with(
             data_dir,
@@ -517,14 +530,12 @@ pub async fn run(
     })?;
     let signal = stop_signal()?;
     let mut hangup = Hangup::new()?;
-    let listener = tokio::net::TcpListener::bind(options.listen)
-        .await
-        .map_err(|e| {
-            Failure::new(
-                FailureKind::Usage,
-                format!("cannot listen on {}: {e}", options.listen),
-            )
-        })?;
+    let listener = tokio::net::TcpListener::bind(listen).await.map_err(|e| {
+        Failure::new(
+            FailureKind::Usage,
+            format!("cannot listen on {listen}: {e}"),
+        )
+    })?;
     let address = listener
         .local_addr()
         .map_err(|e| Failure::new(FailureKind::Internal, format!("the listening address: {e}")))?;

@@ -196,6 +196,8 @@ pub enum TopKind {
         max: u32,
         set: fn(&mut Settings, u32),
     },
+    /// The `[service]` table: what `serve` listens on and may read.
+    Service,
     /// The `[senders.NAME]` tables, one per sender.
     Senders,
 }
@@ -216,6 +218,11 @@ pub const TOP_KEYS: &[TopKey] = &[
         help: "how long the outbox keeps a delivered email (its attempts, its idempotency key, its attachments) before removing it (default 7)",
     },
     TopKey {
+        key: "service",
+        kind: TopKind::Service,
+        help: "what `serve` listens on and may read: listen = \"127.0.0.1:8740\" (loopback by default), attachments_from = [\"scans\"] (the folders an email posted to its API may attach files from by path; none by default); its command line's --listen and --attachments-from replace them",
+    },
+    TopKey {
         key: "senders",
         kind: TopKind::Senders,
         help: "one table per sender, [senders.NAME]: its plugin, the host's keys and the plugin's",
@@ -227,6 +234,7 @@ impl TopKind {
         match self {
             TopKind::Bool(_) => "bool",
             TopKind::Whole { .. } => "integer",
+            TopKind::Service => "table",
             TopKind::Senders => "tables",
         }
     }
@@ -250,13 +258,14 @@ pub fn help_text() -> String {
     text
 }
 
-/// The top-level keys as the unknown-key error names them: "`failover`, `keep_delivered_days`
-/// and the `senders` tables".
+/// The top-level keys as the unknown-key error names them: "`failover`, `keep_delivered_days`,
+/// the `service` table and the `senders` tables".
 fn top_keys_named() -> String {
     let named: Vec<String> = TOP_KEYS
         .iter()
         .map(|k| match k.kind {
             TopKind::Senders => format!("the `{}` tables", k.key),
+            TopKind::Service => format!("the `{}` table", k.key),
             TopKind::Bool(_) | TopKind::Whole { .. } => format!("`{}`", k.key),
         })
         .collect();
@@ -408,7 +417,19 @@ pub struct Settings {
     pub failover: bool,
     /// `keep_delivered_days`; see [`Settings::keep_delivered`].
     pub keep_delivered_days: Option<u32>,
+    /// The `[service]` table.
+    pub service: ServiceSettings,
     pub senders: Vec<SenderSettings>,
+}
+
+/// The `[service]` table: what `serve` listens on and which folders its API may attach files
+/// from by path.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ServiceSettings {
+    /// `listen`: the address, when the file gives one.
+    pub listen: Option<std::net::SocketAddr>,
+    /// `attachments_from`: existing folders, made absolute against the settings file's folder.
+    pub attachments_from: Vec<PathBuf>,
 }
 
 impl Settings {
@@ -445,6 +466,7 @@ impl Settings {
             path: path.to_path_buf(),
             failover: false,
             keep_delivered_days: None,
+            service: ServiceSettings::default(),
             senders: Vec::new(),
         };
         for (key, value) in root.get_ref() {
@@ -478,6 +500,14 @@ impl Settings {
                         ),
                     ),
                 },
+                (TopKind::Service, DeValue::Table(table)) => {
+                    settings.service = p.service(&base, table);
+                }
+                (TopKind::Service, _) => p.error(
+                    Some(key_line),
+                    key_name,
+                    "must be a table: [service] with listen = \"127.0.0.1:8740\" or attachments_from = [\"scans\"]",
+                ),
                 (TopKind::Senders, DeValue::Table(table)) => {
                     for (name, sender) in table {
                         if let Some(s) = p.sender(&base, name, sender) {
@@ -556,6 +586,61 @@ impl Parser<'_> {
             key: key.to_string(),
             message: message.into(),
         });
+    }
+
+    /// The `[service]` table: `listen` an address, `attachments_from` a list of existing
+    /// folders; any other key refused.
+    fn service(&mut self, base: &Path, table: &DeTable<'_>) -> ServiceSettings {
+        let mut service = ServiceSettings::default();
+        for (key, value) in table {
+            let name = key.get_ref().as_ref();
+            let line = Some(self.line_of(key.span().start));
+            let dotted = format!("service.{name}");
+            match name {
+                "listen" => match value.get_ref().as_str().map(str::parse) {
+                    Some(Ok(address)) => service.listen = Some(address),
+                    _ => self.error(
+                        line,
+                        &dotted,
+                        "expected an address and port, e.g. \"127.0.0.1:8740\" (loopback) or \"[::1]:8740\"",
+                    ),
+                },
+                "attachments_from" => {
+                    let Some(list) = value.get_ref().as_array() else {
+                        self.error(line, &dotted, "expected a list of folders, e.g. [\"scans\"]");
+                        continue;
+                    };
+                    for item in list {
+                        let line = Some(self.line_of(item.span().start));
+                        match item.get_ref().as_str() {
+                            Some(folder) => {
+                                let folder = absolute(base, Path::new(folder));
+                                if folder.is_dir() {
+                                    service.attachments_from.push(folder);
+                                } else {
+                                    self.error(
+                                        line,
+                                        &dotted,
+                                        format!("no such folder: {}", folder.display()),
+                                    );
+                                }
+                            }
+                            None => self.error(
+                                line,
+                                &dotted,
+                                format!("expected a folder, found {}", item.get_ref().type_str()),
+                            ),
+                        }
+                    }
+                }
+                _ => self.error(
+                    line,
+                    &dotted,
+                    "unknown key; [service] has `listen` and `attachments_from`",
+                ),
+            }
+        }
+        service
     }
 
     fn sender(
@@ -1150,7 +1235,7 @@ mod tests {
         let e = only_error(parse("fail_over = true\n[senders.a]\nplugin = \"smtp\"\n"));
         assert_eq!(
             e.message,
-            "unknown key; the settings file has `failover`, `keep_delivered_days` and the `senders` tables"
+            "unknown key; the settings file has `failover`, `keep_delivered_days`, the `service` table and the `senders` tables"
         );
         for top in TOP_KEYS {
             assert!(e.message.contains(&format!("`{}`", top.key)), "{e}");
@@ -1260,6 +1345,51 @@ mod tests {
         assert!(parse(&format!("failover = true\n{text}")).unwrap().failover);
         let e = only_error(parse(&format!("failover = \"yes\"\n{text}")));
         assert_eq!((e.line, e.key.as_str()), (Some(1), "failover"));
+    }
+
+    #[test]
+    fn the_service_table_takes_an_address_and_existing_folders_made_absolute() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("scans")).unwrap();
+        let file = dir.path().join("s.toml");
+        let senders = "[senders.a]\nplugin = \"smtp\"\n";
+        let parsed = |text: &str| Settings::parse(&file, &format!("{text}{senders}"));
+        assert_eq!(parsed("").unwrap().service, ServiceSettings::default());
+        let s =
+            parsed("[service]\nlisten = \"[::1]:9000\"\nattachments_from = [\"scans\"]\n").unwrap();
+        assert_eq!(s.service.listen, Some("[::1]:9000".parse().unwrap()));
+        assert_eq!(s.service.attachments_from, [dir.path().join("scans")]);
+        for (text, key, line, message) in [
+            (
+                "[service]\nlisten = \"localhost\"\n",
+                "service.listen",
+                2,
+                "expected an address and port",
+            ),
+            (
+                "[service]\nattachments_from = [\"scans\", \"gone\"]\n",
+                "service.attachments_from",
+                2,
+                "no such folder: ",
+            ),
+            (
+                "[service]\nattachments_from = \"scans\"\n",
+                "service.attachments_from",
+                2,
+                "expected a list of folders",
+            ),
+            (
+                "[service]\nport = 8740\n",
+                "service.port",
+                2,
+                "unknown key; [service] has `listen` and `attachments_from`",
+            ),
+            ("service = 1\n", "service", 1, "must be a table"),
+        ] {
+            let e = only_error(parsed(text));
+            assert_eq!((e.key.as_str(), e.line), (key, Some(line)), "{text}");
+            assert!(e.message.starts_with(message), "{text}: {}", e.message);
+        }
     }
 
     #[test]

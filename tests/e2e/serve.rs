@@ -7,13 +7,16 @@
 //! flight finishing and its attempt recorded first. The settings' endpoints answer what
 //! `check`, `plugins`, `route` and `test` print, `/v1/send` sends without the queue (503 for a
 //! server down), `/metrics` counts a delivery, and a reload refuses a broken file (the old
-//! senders still delivering) and takes a good one (the next email to the new server).
+//! senders still delivering) and takes a good one (the next email to the new server). Three
+//! emails through a Graph sender take one token: it stays warm across the emails. The settings'
+//! `[service]` table gives the address and the attachment folders; the flags replace them.
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
+use crate::support::graph_server::{CLIENT_SECRET, CLIENT_SECRET_ENV, GraphSender, GraphServer};
 use crate::support::hostile_smtp::HostileSmtp;
 use crate::support::ports::free_port;
 use crate::support::served::{DEADLINE, Served, http, http_text};
@@ -551,4 +554,91 @@ fn a_reload_refuses_a_broken_file_and_takes_a_good_one() {
     let (code, said) = served.stop();
     assert_eq!(code, 0, "{said}");
     mail.assert_no_secret_in(&said);
+}
+
+#[test]
+fn the_graph_token_stays_warm_across_the_emails_serve_delivers() {
+    let server = GraphServer::start();
+    let sender = GraphSender::new(&server);
+    // One delivery at a time, so no two first sends race for a token.
+    let mail = Scan2xMail::new(&format!("{}max_concurrent = 1\n", sender.toml()))
+        .secrets_issued_in(sender.issued_secrets.clone())
+        .env(CLIENT_SECRET_ENV, CLIENT_SECRET)
+        .secret(CLIENT_SECRET);
+    let data = mail.dir().join("data");
+    let mut served = Served::start(&mail, &data, &[]);
+    for _ in 0..3 {
+        served.deliver_one();
+    }
+    assert_eq!(server.count("sendMail"), 3, "{}", server.requests_text());
+    assert_eq!(
+        server.count("token"),
+        1,
+        "one token for the three emails: {}",
+        server.requests_text()
+    );
+    let (code, said) = served.stop();
+    assert_eq!(code, 0, "{said}");
+    mail.assert_no_secret_in(&said);
+}
+
+#[test]
+fn the_service_table_gives_the_address_and_the_folders_and_the_command_line_replaces_them() {
+    let port = free_port();
+    let settings = format!(
+        "{}\n[service]\nlisten = \"127.0.0.1:{port}\"\nattachments_from = [\"scans\"]\n",
+        SmtpSender::new(free_port()).named("relay").toml()
+    );
+    let mail = Scan2xMail::new(&settings)
+        .env(PASSWORD_ENV, PASSWORD)
+        .credentials(USER, PASSWORD);
+    let scans = mail.dir().join("scans");
+    std::fs::create_dir(&scans).unwrap();
+    std::fs::write(scans.join("scan.pdf"), b"%PDF-1.4 a scan").unwrap();
+    std::fs::write(mail.dir().join("elsewhere.pdf"), b"%PDF-1.4 not a scan").unwrap();
+    let data = mail.dir().join("data");
+
+    // Without --listen: the settings' address.
+    let data_arg = data.to_string_lossy().into_owned();
+    let mut child = mail.spawn(["--data-dir", data_arg.as_str(), "serve"]);
+    let mut line = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(child.stderr.take().unwrap()),
+        &mut line,
+    )
+    .unwrap();
+    let _ = child.kill();
+    let _ = child.wait();
+    assert_eq!(
+        line.trim_end(),
+        format!("listening on http://127.0.0.1:{port}")
+    );
+
+    // The settings' folders: a scan inside is taken, a file beside them is not.
+    let served = Served::start(&mail, &data, &[]);
+    let mut inside = email();
+    inside["attachments"] = json!([scans.join("scan.pdf")]);
+    let (status, answer) = served.post(&inside, None);
+    assert_eq!(status, 201, "{answer}");
+    let mut outside = email();
+    outside["attachments"] = json!([mail.dir().join("elsewhere.pdf")]);
+    let (status, answer) = served.post(&outside, None);
+    assert_eq!(status, 400, "{answer}");
+    let (_, message) = error_of(&answer);
+    assert!(
+        message.contains("outside the folders") && message.contains(&*scans.to_string_lossy()),
+        "{message}"
+    );
+    drop(served);
+
+    // --attachments-from replaces them.
+    let other = mail.dir().join("other");
+    std::fs::create_dir(&other).unwrap();
+    let other_arg = other.to_string_lossy().into_owned();
+    let served = Served::start(&mail, &data, &["--attachments-from", &other_arg]);
+    let (status, answer) = served.post(&inside, None);
+    assert_eq!(
+        status, 400,
+        "the settings' folder is not taken any more: {answer}"
+    );
 }
