@@ -17,10 +17,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
-use crate::support::served::Served;
-use crate::support::{
-    PASSWORD, PASSWORD_ENV, Scan2xMail, SmtpSender, SmtpServer, SmtpServerOptions, USER,
-};
+use crate::support::served::{Served, relay};
 
 /// How many emails are delivered through the kills.
 const EMAILS: usize = 500;
@@ -93,10 +90,8 @@ fn states(list: &[Value]) -> BTreeMap<String, usize> {
 fn serve_killed_at_random_moments_delivers_every_email_and_duplicates_only_within_the_window() {
     let test =
         "serve_killed_at_random_moments_delivers_every_email_and_duplicates_only_within_the_window";
-    let Some(server) = SmtpServer::start_or_skip(
-        test,
-        SmtpServerOptions::new().starttls().user(USER, PASSWORD),
-    ) else {
+    let extra = format!("max_concurrent = {IN_FLIGHT}\nmax_per_minute = 100000\n");
+    let Some((server, mail)) = relay(test, &extra) else {
         return;
     };
     let began = Instant::now();
@@ -111,14 +106,6 @@ fn serve_killed_at_random_moments_delivers_every_email_and_duplicates_only_withi
     };
     let mut prng = Prng(seed);
     let replay = format!("seed {seed}; {SEED_ENV}={seed} replays the kill delays");
-    let settings = SmtpSender::new(server.starttls_port())
-        .named("relay")
-        .ca_file(&server.ca_file())
-        .toml()
-        + &format!("max_concurrent = {IN_FLIGHT}\nmax_per_minute = 100000\n");
-    let mail = Scan2xMail::new(&settings)
-        .env(PASSWORD_ENV, PASSWORD)
-        .credentials(USER, PASSWORD);
     let data = mail.dir().join("data");
     let mut served = Served::start(&mail, &data, &[]);
     let started = Instant::now();

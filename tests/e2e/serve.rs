@@ -19,7 +19,7 @@ use serde_json::{Value, json};
 use crate::support::graph_server::{CLIENT_SECRET, CLIENT_SECRET_ENV, GraphSender, GraphServer};
 use crate::support::hostile_smtp::HostileSmtp;
 use crate::support::ports::free_port;
-use crate::support::served::{DEADLINE, Served, http, http_text};
+use crate::support::served::{DEADLINE, Served, http, http_text, relay};
 use crate::support::{
     PASSWORD, PASSWORD_ENV, Scan2xMail, SmtpSender, SmtpServer, SmtpServerOptions, USER,
 };
@@ -58,19 +58,9 @@ fn error_of(answer: &Value) -> (&str, &str) {
 #[test]
 fn an_email_posted_is_delivered_by_the_service_with_one_attempt() {
     let test = "an_email_posted_is_delivered_by_the_service_with_one_attempt";
-    let Some(server) = SmtpServer::start_or_skip(
-        test,
-        SmtpServerOptions::new().starttls().user(USER, PASSWORD),
-    ) else {
+    let Some((server, mail)) = relay(test, "") else {
         return;
     };
-    let settings = SmtpSender::new(server.starttls_port())
-        .named("relay")
-        .ca_file(&server.ca_file())
-        .toml();
-    let mail = Scan2xMail::new(&settings)
-        .env(PASSWORD_ENV, PASSWORD)
-        .credentials(USER, PASSWORD);
     let data = mail.dir().join("data");
     let mut served = Served::start(&mail, &data, &[]);
 
@@ -360,19 +350,9 @@ fn sigterm_during_a_delivery_lets_it_finish_and_records_its_attempt() {
 #[test]
 fn the_settings_endpoints_answer_what_the_commands_print() {
     let test = "the_settings_endpoints_answer_what_the_commands_print";
-    let Some(server) = SmtpServer::start_or_skip(
-        test,
-        SmtpServerOptions::new().starttls().user(USER, PASSWORD),
-    ) else {
+    let Some((server, mail)) = relay(test, "") else {
         return;
     };
-    let settings = SmtpSender::new(server.starttls_port())
-        .named("relay")
-        .ca_file(&server.ca_file())
-        .toml();
-    let mail = Scan2xMail::new(&settings)
-        .env(PASSWORD_ENV, PASSWORD)
-        .credentials(USER, PASSWORD);
     let data = mail.dir().join("data");
     let mut served = Served::start(&mail, &data, &[]);
 

@@ -5,7 +5,7 @@
 //! up mid-upload leaves nothing behind; the staging folder is empty after each. The default
 //! bound is the outbox's own on one email's attachments.
 
-use std::io::{Read as _, Write as _};
+use std::io::Write as _;
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -13,10 +13,8 @@ use std::time::{Duration, Instant};
 use mail_parser::MimeHeaders as _;
 use serde_json::{Value, json};
 
-use crate::support::served::{DEADLINE, Served};
-use crate::support::{
-    PASSWORD, PASSWORD_ENV, Scan2xMail, SmtpSender, SmtpServer, SmtpServerOptions, USER,
-};
+use crate::support::served::{DEADLINE, Served, http, relay};
+use crate::support::{PASSWORD, PASSWORD_ENV, Scan2xMail, SmtpSender, USER};
 
 const BOUNDARY: &str = "e2e-b0undary-5c1d";
 
@@ -45,7 +43,24 @@ fn multipart(parts: &[Part<'_>]) -> Vec<u8> {
     body
 }
 
-/// The request head of a multipart `POST /v1/messages` of `length` bytes.
+impl Served {
+    /// `POST /v1/messages` with `body` as multipart/form-data: the status and the answer.
+    fn post_multipart(&self, body: &[u8], key: Option<&str>) -> (u16, Value) {
+        let bearer = self.bearer();
+        let content_type = format!("multipart/form-data; boundary={BOUNDARY}");
+        let mut headers = vec![
+            ("Authorization", bearer.as_str()),
+            ("Content-Type", content_type.as_str()),
+        ];
+        if let Some(key) = key {
+            headers.push(("Idempotency-Key", key));
+        }
+        http(self.port, "POST", "/v1/messages", &headers, body)
+    }
+}
+
+/// The request head of a multipart `POST /v1/messages` of `length` bytes, for a client that
+/// writes the body itself (and hangs up partway).
 fn head(served: &Served, length: usize, key: Option<&str>) -> Vec<u8> {
     let mut head = format!(
         "POST /v1/messages HTTP/1.1\r\nHost: 127.0.0.1:{}\r\nConnection: close\r\n\
@@ -59,34 +74,6 @@ fn head(served: &Served, length: usize, key: Option<&str>) -> Vec<u8> {
     }
     head += "\r\n";
     head.into_bytes()
-}
-
-impl Served {
-    /// `POST /v1/messages` with `body` as multipart/form-data: the status and the answer.
-    fn post_multipart(&self, body: &[u8], key: Option<&str>) -> (u16, Value) {
-        let mut stream = TcpStream::connect(("127.0.0.1", self.port)).unwrap();
-        stream.set_read_timeout(Some(DEADLINE)).unwrap();
-        let mut request = head(self, body.len(), key);
-        request.extend_from_slice(body);
-        // A refusal may come before the whole body is sent: the answer is read meanwhile.
-        let writer = {
-            let mut stream = stream.try_clone().unwrap();
-            std::thread::spawn(move || {
-                let _ = stream.write_all(&request);
-            })
-        };
-        let mut response = Vec::new();
-        let _ = stream.read_to_end(&mut response);
-        let _ = writer.join();
-        let text = String::from_utf8_lossy(&response);
-        let (head, answer) = text
-            .split_once("\r\n\r\n")
-            .unwrap_or_else(|| panic!("no HTTP response: {text:?}"));
-        let status = head.split_whitespace().nth(1).unwrap().parse().unwrap();
-        let answer =
-            serde_json::from_str(answer).unwrap_or_else(|e| panic!("not JSON ({e}): {answer}"));
-        (status, answer)
-    }
 }
 
 /// What the staging folder holds (nothing once every request is done).
@@ -119,19 +106,9 @@ fn down() -> (Scan2xMail, PathBuf) {
 fn a_pdf_uploaded_arrives_at_the_server_with_its_bytes_and_name_and_nothing_stays_staged() {
     let test =
         "a_pdf_uploaded_arrives_at_the_server_with_its_bytes_and_name_and_nothing_stays_staged";
-    let Some(server) = SmtpServer::start_or_skip(
-        test,
-        SmtpServerOptions::new().starttls().user(USER, PASSWORD),
-    ) else {
+    let Some((server, mail)) = relay(test, "") else {
         return;
     };
-    let settings = SmtpSender::new(server.starttls_port())
-        .named("relay")
-        .ca_file(&server.ca_file())
-        .toml();
-    let mail = Scan2xMail::new(&settings)
-        .env(PASSWORD_ENV, PASSWORD)
-        .credentials(USER, PASSWORD);
     let data = mail.dir().join("data");
     let allowed = mail.dir().join("allowed");
     std::fs::create_dir(&allowed).unwrap();

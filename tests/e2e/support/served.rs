@@ -10,7 +10,8 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
-use super::Scan2xMail;
+use super::smtp_server::{SmtpServer, SmtpServerOptions};
+use super::{PASSWORD, PASSWORD_ENV, Scan2xMail, SmtpSender, USER};
 
 /// How long `serve` may take to say its address (the first start compiles the plugin).
 pub const START: Duration = Duration::from_secs(90);
@@ -179,7 +180,7 @@ pub fn http(
     (status, body)
 }
 
-/// [`http`], the body as text.
+/// [`http`], the body as text. The body is JSON unless `headers` give a Content-Type.
 pub fn http_text(
     port: u16,
     method: &str,
@@ -191,9 +192,15 @@ pub fn http_text(
     stream.set_read_timeout(Some(DEADLINE)).unwrap();
     let mut head = format!(
         "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\n\
-         Content-Type: application/json\r\nContent-Length: {}\r\n",
+         Content-Length: {}\r\n",
         body.len()
     );
+    if !headers
+        .iter()
+        .any(|(name, _)| name.eq_ignore_ascii_case("content-type"))
+    {
+        head += "Content-Type: application/json\r\n";
+    }
     for (name, value) in headers {
         head += &format!("{name}: {value}\r\n");
     }
@@ -247,4 +254,22 @@ impl Served {
         )
         .unwrap();
     }
+}
+
+/// The project's SMTP test server (STARTTLS, a login) and a `scan2x-mail` whose one sender,
+/// `relay`, delivers to it, `extra` lines added to its table; none when the server cannot start
+/// here (the test has said it skipped).
+pub fn relay(test: &str, extra: &str) -> Option<(SmtpServer, Scan2xMail)> {
+    let server = SmtpServer::start_or_skip(
+        test,
+        SmtpServerOptions::new().starttls().user(USER, PASSWORD),
+    )?;
+    let settings = SmtpSender::new(server.starttls_port())
+        .named("relay")
+        .ca_file(&server.ca_file())
+        .toml();
+    let mail = Scan2xMail::new(&format!("{settings}{extra}"))
+        .env(PASSWORD_ENV, PASSWORD)
+        .credentials(USER, PASSWORD);
+    Some((server, mail))
 }
