@@ -639,8 +639,9 @@ pub async fn run(
 }
 
 /// Delivers what is due until `stop`, as many at once as the senders' `max_concurrent`
-/// together allow (each sender's own limits are its throttle's): an email is claimed whenever
-/// there is room, woken at once by a submit or a retry, otherwise every [`POLL`]. The deliveries
+/// together allow (each sender's own limits are its throttle's): whenever there is room, as
+/// many emails as fit (at most [`CLAIM_BATCH`]) are claimed in one transaction, woken at once by a submit or a retry,
+/// otherwise every [`POLL`]. The deliveries
 /// in flight are futures polled together here; each keeps its claim alive while it waits for its
 /// sender's turn and while its plugin runs ([`deliver_one`]). On `stop` nothing more is claimed,
 /// the throttle is closed (a delivery still waiting for its turn hands its email back untried),
@@ -672,12 +673,18 @@ async fn deliver_loop(
             if in_flight.is_empty() && claiming.is_none() {
                 break;
             }
-        } else if !idle
-            && claiming.is_none()
-            && in_flight.len() < deliverer().throttle().total_concurrent()
-        {
-            let o = outbox.clone();
-            claiming = Some(tokio::task::spawn_blocking(move || o.claim_due(1)));
+        } else if !idle && claiming.is_none() {
+            // As many as there is room for, up to CLAIM_BATCH, in one transaction (one sync for
+            // a burst; a longer one would keep submits waiting for the outbox's lock).
+            let room = deliverer()
+                .throttle()
+                .total_concurrent()
+                .saturating_sub(in_flight.len())
+                .min(CLAIM_BATCH);
+            if room > 0 {
+                let o = outbox.clone();
+                claiming = Some(tokio::task::spawn_blocking(move || o.claim_due(room)));
+            }
         }
         tokio::select! {
             claimed = async { claiming.as_mut().expect("polled only when claiming").await },
@@ -685,9 +692,10 @@ async fn deliver_loop(
             {
                 claiming = None;
                 match claimed {
-                    Ok(Ok(claimed)) => match claimed.into_iter().next() {
-                        // Claimed while stopping: the worker gives it back, untried.
-                        Some(item) if *stop.borrow() => {
+                    Ok(Ok(claimed)) if claimed.is_empty() => idle = true,
+                    // Claimed while stopping: the worker gives them back, untried.
+                    Ok(Ok(claimed)) if *stop.borrow() => {
+                        for item in claimed {
                             let (o, id) = (outbox.clone(), item.id.clone());
                             let given = tokio::task::spawn_blocking(move || {
                                 o.hand_back(&id, item.locked_until)
@@ -696,14 +704,17 @@ async fn deliver_loop(
                                 tracing::warn!("cannot hand an email back to the queue: {e}");
                             }
                         }
-                        Some(item) => in_flight.push(deliver_one(
-                            deliverer(),
-                            outbox.clone(),
-                            item,
-                            stats.clone(),
-                        )),
-                        None => idle = true,
-                    },
+                    }
+                    Ok(Ok(claimed)) => {
+                        for item in claimed {
+                            in_flight.push(deliver_one(
+                                deliverer(),
+                                outbox.clone(),
+                                item,
+                                stats.clone(),
+                            ));
+                        }
+                    }
                     Ok(Err(e)) => {
                         tracing::warn!("cannot claim from the outbox: {e}");
                         idle = true;
@@ -729,6 +740,9 @@ async fn deliver_loop(
     }
     delivered
 }
+
+/// The most emails the worker claims in one transaction.
+pub const CLAIM_BATCH: usize = 4;
 
 /// How often `serve` removes the delivered emails older than `keep_delivered_days`.
 pub const PURGE_EVERY: Duration = Duration::from_secs(3600);
