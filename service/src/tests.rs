@@ -759,6 +759,21 @@ async fn post_parts(app: &Router, parts: &[Part<'_>]) -> (StatusCode, Value) {
     post_body(app, Body::from(multipart(parts)), &[]).await
 }
 
+/// [`refused`] is `expected` (status, kind, field) and its message contains `says`.
+#[track_caller]
+fn refused_saying(
+    fake: &Fake,
+    s: StatusCode,
+    v: &Value,
+    expected: (StatusCode, &str, Option<&str>),
+    says: &str,
+) {
+    let (status, kind, field) = refused(fake, s, v);
+    assert_eq!((status, kind.as_str(), field.as_deref()), expected, "{v}");
+    let message = v["error"]["message"].as_str().unwrap();
+    assert!(message.contains(says), "{message}");
+}
+
 /// The error's kind and field, and that nothing is left staged.
 #[track_caller]
 fn refused(fake: &Fake, s: StatusCode, v: &Value) -> (StatusCode, String, Option<String>) {
@@ -824,57 +839,36 @@ async fn a_multipart_body_needs_exactly_one_message_part_and_no_other_names() {
     let fake = Arc::new(Fake::default());
     let app = upload_app(fake.clone(), |_| {});
     let (s, v) = post_parts(&app, &[file("a.pdf", None, b"a")]).await;
-    assert_eq!(
-        refused(&fake, s, &v),
-        (
-            StatusCode::BAD_REQUEST,
-            "usage".into(),
-            Some("message".into())
-        )
-    );
-    assert!(
-        v["error"]["message"]
-            .as_str()
-            .unwrap()
-            .contains("no `message` part")
+    refused_saying(
+        &fake,
+        s,
+        &v,
+        (StatusCode::BAD_REQUEST, "usage", Some("message")),
+        "no `message` part",
     );
     let (s, v) = post_parts(
         &app,
         &[message(EMAIL), file("a.pdf", None, b"a"), message(EMAIL)],
     )
     .await;
-    assert_eq!(
-        refused(&fake, s, &v),
-        (
-            StatusCode::BAD_REQUEST,
-            "usage".into(),
-            Some("message".into())
-        )
-    );
-    assert!(
-        v["error"]["message"]
-            .as_str()
-            .unwrap()
-            .contains("two `message` parts")
+    refused_saying(
+        &fake,
+        s,
+        &v,
+        (StatusCode::BAD_REQUEST, "usage", Some("message")),
+        "two `message` parts",
     );
     let typo = Part {
         name: "attachments",
         ..file("a.pdf", None, b"a")
     };
     let (s, v) = post_parts(&app, &[message(EMAIL), typo]).await;
-    assert_eq!(
-        refused(&fake, s, &v),
-        (
-            StatusCode::BAD_REQUEST,
-            "usage".into(),
-            Some("attachments".into())
-        )
-    );
-    assert!(
-        v["error"]["message"]
-            .as_str()
-            .unwrap()
-            .contains("unknown part `attachments`")
+    refused_saying(
+        &fake,
+        s,
+        &v,
+        (StatusCode::BAD_REQUEST, "usage", Some("attachments")),
+        "unknown part `attachments`",
     );
     assert!(fake.submitted.lock().unwrap().is_empty());
 }
@@ -942,20 +936,16 @@ async fn one_attachment_part_more_than_the_bound_is_413() {
     let (s, v) = post_parts(&app, &parts[..4]).await;
     assert_eq!(s, StatusCode::CREATED, "three are taken: {v}");
     let (s, v) = post_parts(&app, &parts).await;
-    assert_eq!(
-        refused(&fake, s, &v),
+    refused_saying(
+        &fake,
+        s,
+        &v,
         (
             StatusCode::PAYLOAD_TOO_LARGE,
-            "too-large".into(),
-            Some("attachment".into())
-        )
-    );
-    assert!(
-        v["error"]["message"]
-            .as_str()
-            .unwrap()
-            .contains("more than 3"),
-        "{v}"
+            "too-large",
+            Some("attachment"),
+        ),
+        "more than 3",
     );
     assert_eq!(fake.submitted.lock().unwrap().len(), 1);
 }
@@ -985,20 +975,16 @@ async fn files_over_the_byte_bound_together_are_413_and_nothing_stays_staged() {
         ],
     )
     .await;
-    assert_eq!(
-        refused(&fake, s, &v),
+    refused_saying(
+        &fake,
+        s,
+        &v,
         (
             StatusCode::PAYLOAD_TOO_LARGE,
-            "too-large".into(),
-            Some("attachment".into())
-        )
-    );
-    assert!(
-        v["error"]["message"]
-            .as_str()
-            .unwrap()
-            .contains("100000 bytes"),
-        "{v}"
+            "too-large",
+            Some("attachment"),
+        ),
+        "100000 bytes",
     );
     assert_eq!(fake.submitted.lock().unwrap().len(), 1);
     assert_eq!(Config::new(Token(TOKEN.into())).upload_limit, 100 << 20);
@@ -1038,19 +1024,12 @@ async fn a_filename_is_only_its_last_component_and_must_name_a_file() {
         ..file("", None, b"x")
     };
     let (s, v) = post_parts(&app, &[message(EMAIL), nameless]).await;
-    assert_eq!(
-        refused(&fake, s, &v),
-        (
-            StatusCode::BAD_REQUEST,
-            "usage".into(),
-            Some("attachment".into())
-        )
-    );
-    assert!(
-        v["error"]["message"]
-            .as_str()
-            .unwrap()
-            .contains("no filename")
+    refused_saying(
+        &fake,
+        s,
+        &v,
+        (StatusCode::BAD_REQUEST, "usage", Some("attachment")),
+        "no filename",
     );
     assert_eq!(fake.submitted.lock().unwrap().len(), 4);
 }

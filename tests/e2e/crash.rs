@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
-use crate::support::served::{Served, relay};
+use crate::support::served::{Served, outcomes, relay};
 
 /// How many emails are delivered through the kills.
 const EMAILS: usize = 500;
@@ -208,12 +208,7 @@ fn serve_killed_at_random_moments_delivers_every_email_and_duplicates_only_withi
         }
         let (status, show) = served.call("GET", &format!("/v1/messages/{}", ids[n]), "");
         assert_eq!(status, 200, "{show}");
-        let outcomes: Vec<&str> = show["attempts"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|a| a["outcome"].as_str().unwrap())
-            .collect();
+        let outcomes = outcomes(&show);
         let kills_of_it = outcomes.iter().filter(|&&o| o == "interrupted").count();
         assert_eq!(
             outcomes.last(),

@@ -19,7 +19,7 @@ use serde_json::{Value, json};
 use crate::support::graph_server::{CLIENT_SECRET, CLIENT_SECRET_ENV, GraphSender, GraphServer};
 use crate::support::hostile_smtp::HostileSmtp;
 use crate::support::ports::free_port;
-use crate::support::served::{DEADLINE, Served, http, http_text, relay};
+use crate::support::served::{DEADLINE, Served, http, http_text, outcomes, relay};
 use crate::support::{
     PASSWORD, PASSWORD_ENV, Scan2xMail, SmtpSender, SmtpServer, SmtpServerOptions, USER,
 };
@@ -70,19 +70,7 @@ fn an_email_posted_is_delivered_by_the_service_with_one_attempt() {
     let id = submitted["id"].as_str().unwrap().to_string();
     let message_id = submitted["message_id"].as_str().unwrap().to_string();
 
-    let deadline = Instant::now() + DEADLINE;
-    let show = loop {
-        let (status, show) = served.call("GET", &format!("/v1/messages/{id}"), "");
-        assert_eq!(status, 200, "{show}");
-        if show["state"] == "delivered" {
-            break show;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "not delivered within {DEADLINE:?}: {show}"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    };
+    let show = served.wait_delivered(&id);
     let attempts = show["attempts"].as_array().unwrap();
     assert_eq!(attempts.len(), 1, "{show}");
     assert_eq!(attempts[0]["outcome"], "delivered");
@@ -334,12 +322,7 @@ fn sigterm_during_a_delivery_lets_it_finish_and_records_its_attempt() {
         show["state"], "queued",
         "handed back for a later try: {run}"
     );
-    let outcomes: Vec<&str> = show["attempts"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|a| a["outcome"].as_str().unwrap())
-        .collect();
+    let outcomes = outcomes(&show);
     assert_eq!(
         outcomes,
         ["temporary"],
@@ -468,19 +451,7 @@ impl Served {
     fn deliver_one(&self) {
         let (status, submitted) = self.post(&email(), None);
         assert_eq!(status, 201, "{submitted}");
-        let id = submitted["id"].as_str().unwrap();
-        let deadline = Instant::now() + DEADLINE;
-        loop {
-            let (_, show) = self.call("GET", &format!("/v1/messages/{id}"), "");
-            if show["state"] == "delivered" {
-                return;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "not delivered within {DEADLINE:?}: {show}"
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        self.wait_delivered(submitted["id"].as_str().unwrap());
     }
 }
 

@@ -152,19 +152,7 @@ fn a_pdf_uploaded_arrives_at_the_server_with_its_bytes_and_name_and_nothing_stay
     assert!(staged(&data).is_empty(), "left staged: {:?}", staged(&data));
 
     let id = submitted["id"].as_str().unwrap();
-    let deadline = Instant::now() + DEADLINE;
-    let show = loop {
-        let (status, show) = served.call("GET", &format!("/v1/messages/{id}"), "");
-        assert_eq!(status, 200, "{show}");
-        if show["state"] == "delivered" {
-            break show;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "not delivered within {DEADLINE:?}: {show}"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    };
+    let show = served.wait_delivered(id);
     let types: Vec<&str> = show["attachments"]
         .as_array()
         .unwrap()

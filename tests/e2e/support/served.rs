@@ -231,6 +231,23 @@ pub fn http_text(
 }
 
 impl Served {
+    /// Waits until email `id` is `delivered`, within [`DEADLINE`]; its `GET /v1/messages/{id}`.
+    pub fn wait_delivered(&self, id: &str) -> Value {
+        let deadline = Instant::now() + DEADLINE;
+        loop {
+            let (status, show) = self.call("GET", &format!("/v1/messages/{id}"), "");
+            assert_eq!(status, 200, "{show}");
+            if show["state"] == "delivered" {
+                return show;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "not delivered within {DEADLINE:?}: {show}"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
     /// Waits for a line of stderr that contains `needle`; all of stderr so far if none comes.
     pub fn wait_said(&mut self, needle: &str) -> String {
         let deadline = Instant::now() + DEADLINE;
@@ -272,4 +289,14 @@ pub fn relay(test: &str, extra: &str) -> Option<(SmtpServer, Scan2xMail)> {
         .env(PASSWORD_ENV, PASSWORD)
         .credentials(USER, PASSWORD);
     Some((server, mail))
+}
+
+/// The outcomes of an email's attempts, in order, from its `GET /v1/messages/{id}`.
+pub fn outcomes(show: &Value) -> Vec<&str> {
+    show["attempts"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no attempts: {show}"))
+        .iter()
+        .map(|a| a["outcome"].as_str().unwrap())
+        .collect()
 }
