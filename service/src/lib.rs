@@ -29,7 +29,8 @@
 //! JSON's own attachment paths, in upload order). Every `/v1` request (and `/metrics`) needs
 //! `Authorization: Bearer <token>` ([`Token`]). Bodies are bounded ([`Config::body_limit`]; a
 //! multipart body by [`Config::upload_limit`], [`Config::max_uploads`] and
-//! [`Config::max_filename_bytes`] too).
+//! [`Config::max_filename_bytes`] too), and so are the connections open at once
+//! ([`Config::max_connections`], the [`listener`] module).
 //!
 //! `GET /v1/route` takes the route command's options as query parameters (percent-encoded;
 //! `job_recipient` repeatable, `-` or `_` in the names): an unknown one is `usage` (400).
@@ -77,6 +78,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{MethodRouter, get, post};
 use serde_json::{Value, json};
 
+pub mod listener;
 pub mod upload;
 pub use upload::{Upload, Uploads};
 
@@ -436,6 +438,9 @@ pub struct Config {
     /// The longest filename of an `attachment` part, in bytes (its last component, the only
     /// part taken); longer: 400. Default 255, what common file systems take.
     pub max_filename_bytes: usize,
+    /// The most connections open at once; the next waits, unaccepted, until one closes
+    /// ([`listener::Limited`]). Default 256.
+    pub max_connections: usize,
 }
 
 impl Config {
@@ -443,6 +448,7 @@ impl Config {
     pub const DEFAULT_UPLOAD_LIMIT: u64 = 100 * 1024 * 1024;
     pub const DEFAULT_MAX_UPLOADS: usize = 100;
     pub const DEFAULT_MAX_FILENAME_BYTES: usize = 255;
+    pub const DEFAULT_MAX_CONNECTIONS: usize = 256;
 
     pub fn new(token: Token) -> Self {
         Self {
@@ -451,6 +457,7 @@ impl Config {
             upload_limit: Self::DEFAULT_UPLOAD_LIMIT,
             max_uploads: Self::DEFAULT_MAX_UPLOADS,
             max_filename_bytes: Self::DEFAULT_MAX_FILENAME_BYTES,
+            max_connections: Self::DEFAULT_MAX_CONNECTIONS,
         }
     }
 }
@@ -611,6 +618,7 @@ pub async fn serve<B: Backend>(
     if cleared > 0 {
         tracing::info!("removed {cleared} upload folders a crash left");
     }
+    let listener = listener::Limited::new(listener, config.max_connections);
     axum::serve(listener, router(backend, config))
         .with_graceful_shutdown(shutdown)
         .await

@@ -1,5 +1,6 @@
 //! The router over a fake backend, without a socket: the token, the statuses, the error shape,
-//! the body bound, the query, the multipart body and its bounds.
+//! the body bound, the query, the multipart body and its bounds; and, over a socket, the bound
+//! on open connections.
 
 use std::sync::Mutex;
 use std::time::Duration;
@@ -1221,4 +1222,44 @@ fn staging_folders_a_crash_left_are_cleared_and_live_ones_kept() {
     assert!(!root.join("old").exists() && !root.join("stray").exists());
     assert!(root.join("live/0/scan.pdf").exists());
     assert_eq!(upload::clear_stale(&root.join("missing")), 0);
+}
+
+#[tokio::test]
+async fn no_more_connections_than_the_bound_are_served_and_a_closed_one_frees_a_place() {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    use tokio::net::TcpStream;
+
+    let fake = Arc::new(Fake::default());
+    let mut config = Config::new(Token(TOKEN.into()));
+    config.max_connections = 2;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(serve(listener, fake, config, async {
+        let _ = stopped.await;
+    }));
+    let health = b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n";
+    let answer = |mut stream: TcpStream| async move {
+        stream.write_all(health).await.unwrap();
+        let mut got = Vec::new();
+        stream.read_to_end(&mut got).await.unwrap();
+        String::from_utf8_lossy(&got).into_owned()
+    };
+    // Two idle connections hold both places.
+    let first = TcpStream::connect(address).await.unwrap();
+    let second = TcpStream::connect(address).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    // A third is connected by the kernel but not served while they are open.
+    let third = tokio::spawn(answer(TcpStream::connect(address).await.unwrap()));
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(!third.is_finished(), "served past the bound");
+    drop(first);
+    let said = tokio::time::timeout(Duration::from_secs(10), third)
+        .await
+        .expect("a closed connection frees a place")
+        .unwrap();
+    assert!(said.starts_with("HTTP/1.1 200"), "{said}");
+    drop(second);
+    stop.send(()).unwrap();
+    server.await.unwrap().unwrap();
 }
