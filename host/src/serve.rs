@@ -286,7 +286,7 @@ impl Backend for Api {
         to_json(&QueueShowReport::from(detail))
     }
 
-    async fn list(&self, state: Option<String>) -> Result<Value, ApiError> {
+    async fn list(&self, state: Option<String>, limit: usize) -> Result<Value, ApiError> {
         let state = state
             .map(|s| {
                 s.parse::<State>()
@@ -294,7 +294,8 @@ impl Backend for Api {
             })
             .transpose()?;
         let outbox = self.outbox.clone();
-        let emails = blocking(move || outbox.list(state).map_err(outbox_error)).await?;
+        let emails =
+            blocking(move || outbox.list_first(state, limit).map_err(outbox_error)).await?;
         to_json(&QueueListReport {
             emails: emails.iter().map(QueueEntry::from).collect(),
         })
@@ -400,13 +401,10 @@ impl Backend for Api {
 
     async fn metrics(&self) -> Result<Metrics, ApiError> {
         let outbox = self.outbox.clone();
-        let emails = blocking(move || outbox.list(None).map_err(outbox_error)).await?;
-        let queue = State::ALL
-            .iter()
-            .map(|state| {
-                let n = emails.iter().filter(|e| e.state == *state).count() as u64;
-                (state.to_string(), n)
-            })
+        let counts = blocking(move || outbox.count_by_state().map_err(outbox_error)).await?;
+        let queue = counts
+            .into_iter()
+            .map(|(state, n)| (state.to_string(), n))
             .collect();
         let stats = self.stats.lock().unwrap_or_else(|e| e.into_inner());
         Ok(Metrics {

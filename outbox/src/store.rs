@@ -449,19 +449,48 @@ impl Outbox {
 
     /// `queue list [--state]`: every email (or those in `state`), oldest first.
     pub fn list(&self, state: Option<State>) -> Result<Vec<Summary>> {
+        self.list_first(state, usize::MAX)
+    }
+
+    /// [`Outbox::list`], at most the first `limit` emails in its order.
+    pub fn list_first(&self, state: Option<State>, limit: usize) -> Result<Vec<Summary>> {
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
         self.read(|tx| {
             let mut stmt = tx
                 .tx
                 .prepare(&format!(
-                    "{SUMMARY} WHERE (?1 IS NULL OR m.state = ?1) ORDER BY m.created_at, m.id"
+                    "{SUMMARY} WHERE (?1 IS NULL OR m.state = ?1) ORDER BY m.created_at, m.id LIMIT ?2"
                 ))
                 .map_err(tx.db())?;
             let rows = stmt
-                .query_map([state.map(State::as_str)], summary_row)
+                .query_map(params![state.map(State::as_str), limit], summary_row)
                 .map_err(tx.db())?
                 .collect::<rusqlite::Result<Vec<_>>>()
                 .map_err(tx.db())?;
             rows.into_iter().map(|r| tx.summary(r)).collect()
+        })
+    }
+
+    /// How many emails are in each state (every state, zero included).
+    pub fn count_by_state(&self) -> Result<Vec<(State, u64)>> {
+        self.read(|tx| {
+            let mut stmt = tx
+                .tx
+                .prepare("SELECT state, COUNT(*) FROM messages GROUP BY state")
+                .map_err(tx.db())?;
+            let counted = stmt
+                .query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))
+                .map_err(tx.db())?
+                .collect::<rusqlite::Result<Vec<_>>>()
+                .map_err(tx.db())?;
+            let mut counts: Vec<(State, u64)> = State::ALL.iter().map(|s| (*s, 0)).collect();
+            for (state, n) in counted {
+                let state = tx.state(&state)?;
+                if let Some(entry) = counts.iter_mut().find(|(s, _)| *s == state) {
+                    entry.1 = n.max(0) as u64;
+                }
+            }
+            Ok(counts)
         })
     }
 

@@ -1208,3 +1208,37 @@ fn a_claim_handed_back_is_queued_as_it_was_without_an_attempt() {
     // A second hand-back of the first, stale claim changes nothing.
     assert!(!outbox.hand_back(&id, claimed.locked_until).unwrap());
 }
+
+#[test]
+fn a_list_can_stop_at_its_first_emails_and_the_states_are_counted_without_listing() {
+    let env = Env::new();
+    let outbox = env.open();
+    let mut ids = Vec::new();
+    for n in 0..5 {
+        ids.push(outbox.submit(email(&["a@example.test"])).unwrap().id);
+        env.clock.advance(Duration::from_secs(n + 1));
+    }
+    let first: Vec<String> = outbox
+        .list_first(None, 2)
+        .unwrap()
+        .into_iter()
+        .map(|s| s.id)
+        .collect();
+    assert_eq!(first, ids[..2], "the oldest two, in the list's order");
+    assert_eq!(outbox.list_first(None, 100).unwrap().len(), 5);
+    let claimed = outbox.claim_due(1).unwrap().pop().unwrap().id;
+    outbox
+        .record(&claimed, Attempt::delivered("smtp", "250"))
+        .unwrap();
+    let counts = outbox.count_by_state().unwrap();
+    assert_eq!(counts.len(), State::ALL.len(), "every state, zero included");
+    let of = |state| counts.iter().find(|(s, _)| *s == state).unwrap().1;
+    assert_eq!(
+        (of(State::Queued), of(State::Delivered), of(State::Failed)),
+        (4, 1, 0)
+    );
+    assert_eq!(
+        outbox.list_first(Some(State::Queued), 1).unwrap()[0].id,
+        ids[1]
+    );
+}

@@ -9,7 +9,7 @@
 //! |---|---|
 //! | `GET /healthz` (no token) | 200 `{"ok": true}` |
 //! | `POST /v1/messages` | 201 the submit report `{id, message_id, duplicate}`; 200 when `duplicate` |
-//! | `GET /v1/messages?state=S` | 200 the `queue list --json` array (`state` optional) |
+//! | `GET /v1/messages?state=S&limit=N` | 200 the `queue list --json` array, oldest first (`state` optional; `limit` 1 to [`MAX_LIST`], its default) |
 //! | `GET /v1/messages/{id}` | 200 `queue show --json` |
 //! | `POST /v1/messages/{id}/retry` | 200 `{action: "retried", ids}` |
 //! | `DELETE /v1/messages/{id}` | 200 `{action: "deleted", ids}` |
@@ -200,8 +200,13 @@ pub trait Backend: Send + Sync + 'static {
     fn upload_dir(&self) -> PathBuf;
     /// `GET /v1/messages/{id}`: `queue show --json`.
     fn get(&self, id: String) -> impl Future<Output = Result<Value, ApiError>> + Send;
-    /// `GET /v1/messages?state=…`: `queue list --json`.
-    fn list(&self, state: Option<String>) -> impl Future<Output = Result<Value, ApiError>> + Send;
+    /// `GET /v1/messages?state=…&limit=N`: `queue list --json`, at most the first `limit`
+    /// emails in its order (oldest first).
+    fn list(
+        &self,
+        state: Option<String>,
+        limit: usize,
+    ) -> impl Future<Output = Result<Value, ApiError>> + Send;
     /// `POST /v1/messages/{id}/retry`.
     fn retry(&self, id: String) -> impl Future<Output = Result<Value, ApiError>> + Send;
     /// `DELETE /v1/messages/{id}`.
@@ -793,30 +798,50 @@ async fn submit<B: Backend>(State(state): State<AppState<B>>, request: Request) 
 }
 
 /// The query's `state`, the only parameter `GET /v1/messages` takes.
-fn state_param(query: Option<&str>) -> Result<Option<String>, ApiError> {
-    let mut state = None;
+/// The most emails one `GET /v1/messages` lists, and how many it lists without `limit`.
+pub const MAX_LIST: usize = 1000;
+
+/// `GET /v1/messages`' query: `state` (any value, the host checks it) and `limit` (1 to
+/// [`MAX_LIST`], default [`MAX_LIST`]); any other parameter is `usage`.
+fn list_params(query: Option<&str>) -> Result<(Option<String>, usize), ApiError> {
+    let (mut state, mut limit) = (None, MAX_LIST);
     for pair in query.unwrap_or("").split('&').filter(|p| !p.is_empty()) {
-        match pair.split_once('=') {
-            Some(("state", value)) if !value.is_empty() => state = Some(value.to_string()),
-            Some(("state", _)) | None if pair.starts_with("state") => {
-                return Err(ApiError::new("usage", "`state` needs a value").with_field("state"));
+        let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
+        match name {
+            "state" | "limit" if value.is_empty() => {
+                return Err(
+                    ApiError::new("usage", format!("`{name}` needs a value")).with_field(name)
+                );
+            }
+            "state" => state = Some(value.to_string()),
+            "limit" => {
+                limit = value
+                    .parse()
+                    .ok()
+                    .filter(|n| (1..=MAX_LIST).contains(n))
+                    .ok_or_else(|| {
+                        ApiError::new(
+                            "usage",
+                            format!("`limit` must be a whole number from 1 to {MAX_LIST}: {value}"),
+                        )
+                        .with_field("limit")
+                    })?;
             }
             _ => {
-                let name = pair.split('=').next().unwrap_or(pair);
                 return Err(ApiError::new(
                     "usage",
-                    format!("unknown query parameter `{name}`: only `state` is taken"),
+                    format!("unknown query parameter `{name}`: only `state` and `limit` are taken"),
                 )
                 .with_field(name));
             }
         }
     }
-    Ok(state)
+    Ok((state, limit))
 }
 
 async fn list<B: Backend>(State(state): State<AppState<B>>, RawQuery(query): RawQuery) -> Response {
-    match state_param(query.as_deref()) {
-        Ok(wanted) => answer(state.backend.list(wanted).await),
+    match list_params(query.as_deref()) {
+        Ok((wanted, limit)) => answer(state.backend.list(wanted, limit).await),
         Err(e) => e.into_response(),
     }
 }

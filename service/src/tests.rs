@@ -109,8 +109,8 @@ impl Backend for Fake {
             _ => Err(ApiError::new("not-found", format!("no email {id}"))),
         }
     }
-    async fn list(&self, state: Option<String>) -> Result<Value, ApiError> {
-        Ok(json!([{"state": state}]))
+    async fn list(&self, state: Option<String>, limit: usize) -> Result<Value, ApiError> {
+        Ok(json!([{"state": state, "limit": limit}]))
     }
     async fn retry(&self, id: String) -> Result<Value, ApiError> {
         Err(ApiError::new("conflict", format!("{id} is queued")))
@@ -339,33 +339,38 @@ async fn each_kind_has_its_status_and_unknown_routes_keep_the_shape() {
 }
 
 #[tokio::test]
-async fn the_list_takes_state_and_nothing_else() {
+async fn the_list_takes_state_and_a_limit_up_to_its_bound_and_nothing_else() {
     let app = app(Arc::new(Fake::default()));
-    let (s, v) = call(
-        &app,
-        Method::GET,
-        "/v1/messages?state=failed",
-        Some(TOKEN),
-        "",
-        &[],
-    )
-    .await;
+    let get = |uri: &'static str| {
+        let app = app.clone();
+        async move { call(&app, Method::GET, uri, Some(TOKEN), "", &[]).await }
+    };
+    let (s, v) = get("/v1/messages?state=failed").await;
     assert_eq!(s, StatusCode::OK);
-    assert_eq!(v, json!([{"state": "failed"}]));
-    let (s, v) = call(&app, Method::GET, "/v1/messages", Some(TOKEN), "", &[]).await;
+    assert_eq!(v, json!([{"state": "failed", "limit": MAX_LIST}]));
+    let (s, v) = get("/v1/messages").await;
     assert_eq!(s, StatusCode::OK);
-    assert_eq!(v, json!([{"state": null}]));
-    let (s, v) = call(
-        &app,
-        Method::GET,
-        "/v1/messages?limit=3",
-        Some(TOKEN),
-        "",
-        &[],
-    )
-    .await;
-    assert_eq!((s, kind(&v)), (StatusCode::BAD_REQUEST, "usage"));
-    assert_eq!(v["error"]["field"], "limit");
+    assert_eq!(v, json!([{"state": null, "limit": MAX_LIST}]));
+    let (s, v) = get("/v1/messages?limit=3&state=queued").await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(v, json!([{"state": "queued", "limit": 3}]));
+    assert_eq!(MAX_LIST, 1000);
+    for (uri, field) in [
+        ("/v1/messages?limit=0", "limit"),
+        ("/v1/messages?limit=1001", "limit"),
+        ("/v1/messages?limit=ten", "limit"),
+        ("/v1/messages?limit=", "limit"),
+        ("/v1/messages?state", "state"),
+        ("/v1/messages?page=2", "page"),
+    ] {
+        let (s, v) = get(uri).await;
+        assert_eq!(
+            (s, kind(&v)),
+            (StatusCode::BAD_REQUEST, "usage"),
+            "{uri}: {v}"
+        );
+        assert_eq!(v["error"]["field"], field, "{uri}");
+    }
 }
 
 #[test]
