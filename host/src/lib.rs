@@ -8,6 +8,7 @@
 //! | module | what it holds |
 //! |---|---|
 //! | [`settings`] | the settings file: senders, host-owned keys, secrets, errors with lines |
+//! | [`settings_edit`] | edits to the settings file's senders, checked and written keeping its layout |
 //! | [`runtime`] | the wasmtime engine, the precompiled cache, loading plugins, calls with limits |
 //! | [`senders`] | settings into live senders: plugins loaded once, grants, `ca_file`, limits |
 //! | [`capability`] | what the host lends plugins: `smtp`, `imap`, `http`, `log`, `state`, `secrets` |
@@ -42,6 +43,7 @@ pub mod secret;
 pub mod senders;
 pub mod serve;
 pub mod settings;
+pub mod settings_edit;
 pub mod template;
 pub mod throttle;
 pub mod wit;
