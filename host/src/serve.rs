@@ -660,6 +660,8 @@ async fn deliver_loop(
     // The claim under way, on the blocking pool: the deliveries in flight are polled meanwhile
     // (one that got its server's answer records it without waiting for the claim).
     let mut claiming: Option<tokio::task::JoinHandle<_>> = None;
+    // How many the claim under way asked for: fewer found means nothing more is due now.
+    let mut asked = 0;
     let mut delivered = 0;
     // Whether the last claim found nothing due: then only a wake, the poll or a stop claims again.
     let mut idle = false;
@@ -680,6 +682,7 @@ async fn deliver_loop(
                 .saturating_sub(in_flight.len())
                 .min(CLAIM_BATCH);
             if room > 0 {
+                asked = room;
                 let o = outbox.clone();
                 claiming = Some(tokio::task::spawn_blocking(move || o.claim_due(room)));
             }
@@ -704,6 +707,7 @@ async fn deliver_loop(
                         }
                     }
                     Ok(Ok(claimed)) => {
+                        idle = claimed.len() < asked;
                         for item in claimed {
                             in_flight.push(deliver_one(
                                 deliverer(),
