@@ -697,13 +697,7 @@ async fn deliver_loop(
                     // Claimed while stopping: the worker gives them back, untried.
                     Ok(Ok(claimed)) if *stop.borrow() => {
                         for item in claimed {
-                            let (o, id) = (outbox.clone(), item.id.clone());
-                            let given = tokio::task::spawn_blocking(move || {
-                                o.hand_back(&id, item.locked_until)
-                            });
-                            if let Ok(Err(e)) = given.await {
-                                tracing::warn!("cannot hand an email back to the queue: {e}");
-                            }
+                            hand_back(&outbox, item.id, item.locked_until).await;
                         }
                     }
                     Ok(Ok(claimed)) => {
@@ -797,16 +791,12 @@ async fn deliver_one(
         attempt = deliverer.try_deliver(&item) => attempt,
         never = renewing => match never {},
     };
-    let (o, id) = (outbox.clone(), item.id.clone());
     let Some(attempt) = attempt else {
         let held = *held.lock().unwrap_or_else(|e| e.into_inner());
-        match tokio::task::spawn_blocking(move || o.hand_back(&id, held)).await {
-            Ok(Ok(_)) => {}
-            Ok(Err(e)) => tracing::warn!("cannot hand {} back to the queue: {e}", item.id),
-            Err(e) => tracing::warn!("handing {} back stopped: {e}", item.id),
-        }
+        hand_back(&outbox, item.id, held).await;
         return None;
     };
+    let (o, id) = (outbox.clone(), item.id.clone());
     let outcome = attempt.outcome.kind();
     let sender = attempt.outcome.sender().to_string();
     let recorded = tokio::task::spawn_blocking(move || {
@@ -851,6 +841,18 @@ async fn deliver_one(
             tracing::warn!("cannot record the attempt of {}: {e}", item.id);
             None
         }
+    }
+}
+
+/// Gives the claim on `id` (held until `held`) back to the queue untried; a failure is only
+/// said: the claim then comes back when its lease ends or its owner is gone.
+async fn hand_back(outbox: &Arc<Outbox>, id: String, held: std::time::SystemTime) {
+    let o = outbox.clone();
+    let given = tokio::task::spawn_blocking(move || o.hand_back(&id, held)).await;
+    match given {
+        Ok(Ok(_)) => {}
+        Ok(Err(e)) => tracing::warn!("cannot hand an email back to the queue: {e}"),
+        Err(e) => tracing::warn!("handing an email back stopped: {e}"),
     }
 }
 
