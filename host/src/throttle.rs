@@ -165,10 +165,14 @@ impl Throttle {
 mod tests {
     use super::*;
 
-    fn throttle(keys: &str) -> Throttle {
+    /// Settings of one sender `a` with `keys` in its table.
+    fn settings(keys: &str) -> Settings {
         let text = format!("[senders.a]\nplugin = \"smtp\"\n{keys}");
-        let settings = Settings::parse(std::path::Path::new("s.toml"), &text).unwrap();
-        Throttle::new(&settings, None)
+        Settings::parse(std::path::Path::new("s.toml"), &text).unwrap()
+    }
+
+    fn throttle(keys: &str) -> Throttle {
+        Throttle::new(&settings(keys), None)
     }
 
     #[tokio::test(start_paused = true)]
@@ -228,24 +232,10 @@ mod tests {
     async fn a_reload_keeps_the_gate_of_a_sender_whose_limits_are_the_same() {
         let old = throttle("max_concurrent = 1\n");
         let held = old.admit("a").await.unwrap();
-        let same = Throttle::new(
-            &Settings::parse(
-                std::path::Path::new("s.toml"),
-                "[senders.a]\nplugin = \"smtp\"\nmax_concurrent = 1\n",
-            )
-            .unwrap(),
-            Some(&old),
-        );
+        let same = Throttle::new(&settings("max_concurrent = 1\n"), Some(&old));
         let busy = tokio::time::timeout(Duration::from_secs(60), same.admit("a")).await;
         assert!(busy.is_err(), "the delivery in flight still counts");
-        let changed = Throttle::new(
-            &Settings::parse(
-                std::path::Path::new("s.toml"),
-                "[senders.a]\nplugin = \"smtp\"\nmax_concurrent = 2\n",
-            )
-            .unwrap(),
-            Some(&old),
-        );
+        let changed = Throttle::new(&settings("max_concurrent = 2\n"), Some(&old));
         assert_eq!(
             changed.limits("a"),
             Some(Limits {

@@ -648,23 +648,28 @@ fn a_claim_of_a_dropped_handle_is_queued_again_at_the_next_open_without_waiting_
     );
 }
 
-/// Run by `a_claim_of_a_killed_process_is_queued_again_at_once_and_its_file_swept` in a child
-/// process (this test binary, re-executed): claims one email, says so, and is killed while it
-/// holds it. Does nothing when run by the test runner.
-#[test]
-fn child_process_claim_and_hang() {
-    let (Some(dir), Some(out)) = (
-        std::env::var_os("OUTBOX_TEST_HANG_DIR"),
-        std::env::var_os("OUTBOX_TEST_OUT"),
-    ) else {
-        return;
-    };
+/// In a child process a test re-executes: the outbox in the folder `dir_env` names and the file
+/// `OUTBOX_TEST_OUT` names for what it says; none when the test runner runs it.
+fn child_outbox(dir_env: &str) -> Option<(Outbox, std::ffi::OsString)> {
+    let dir = std::env::var_os(dir_env)?;
+    let out = std::env::var_os("OUTBOX_TEST_OUT")?;
     let outbox = Outbox::open_with(
         &dir,
         Options::default(),
         Arc::new(ManualClock::at_a_fixed_instant()),
     )
     .unwrap();
+    Some((outbox, out))
+}
+
+/// Run by `a_claim_of_a_killed_process_is_queued_again_at_once_and_its_file_swept` in a child
+/// process (this test binary, re-executed): claims one email, says so, and is killed while it
+/// holds it. Does nothing when run by the test runner.
+#[test]
+fn child_process_claim_and_hang() {
+    let Some((outbox, out)) = child_outbox("OUTBOX_TEST_HANG_DIR") else {
+        return;
+    };
     let claimed = outbox.claim_due(1).unwrap();
     fs::write(&out, claimed[0].id.as_bytes()).unwrap();
     loop {
@@ -1042,18 +1047,9 @@ async fn flush_delivers_everything_due_once_and_records_each_attempt() {
 /// test binary, re-executed); does nothing when run by the test runner.
 #[test]
 fn child_process_claim_worker() {
-    let (Some(dir), Some(out)) = (
-        std::env::var_os("OUTBOX_TEST_DIR"),
-        std::env::var_os("OUTBOX_TEST_OUT"),
-    ) else {
+    let Some((outbox, out)) = child_outbox("OUTBOX_TEST_DIR") else {
         return;
     };
-    let outbox = Outbox::open_with(
-        &dir,
-        Options::default(),
-        Arc::new(ManualClock::at_a_fixed_instant()),
-    )
-    .unwrap();
     // start together: the parent creates `go` once both children are running
     let go = Path::new(&out).with_file_name("go");
     while !go.exists() {
